@@ -214,6 +214,7 @@ mod tests {
         KeyValue {
             key: key.to_owned(),
             value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
         }
     }
 
