@@ -317,3 +317,31 @@ async fn spans_beyond_max_spans_are_dropped_and_counted() {
         .is_err());
     receiver.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_command_passes_on_a_live_receiver_and_fails_on_a_closed_port() {
+    // Arrange
+    let receiver = start_receiver().await;
+    let live = receiver.http_addr().to_string();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let run = |addr: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_otlp-receiver"))
+                .args(["healthcheck", "--addr", &addr])
+                .output()
+                .expect("runs the binary")
+        })
+    };
+
+    // Act
+    let ok = run(live).await.unwrap();
+    let failed = run(closed).await.unwrap();
+
+    // Assert
+    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    receiver.shutdown().await;
+}
