@@ -1,0 +1,329 @@
+//! HTTP client for the API: picks a target round-robin, sends trace headers, retries by the
+//! [`RetryPolicy`], and counts every response per replica.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::SdkTracer;
+use rand::Rng;
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::retry::{Attempt, Decision, RetryPolicy};
+use crate::stats::Stats;
+use crate::telemetry::trace_headers;
+
+/// Response header naming the replica that answered.
+pub const SERVED_BY: &str = "x-served-by";
+/// Response header set when an idempotent write's stored answer is replayed.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// One logical request.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    pub method: Method,
+    /// Path and query, e.g. `/api/articles?limit=20`.
+    pub path: String,
+    /// Route template for the span name, e.g. `/api/articles/{slug}`.
+    pub route: &'static str,
+    /// Operation name for the statistics.
+    pub op: &'static str,
+    pub body: Option<Value>,
+    pub token: Option<&'a str>,
+    /// Set for writes: sent as `Idempotency-Key`, the same on every attempt.
+    pub idempotency_key: Option<String>,
+    /// Set for writes: the kind counted when the write is acknowledged.
+    pub write_kind: Option<&'static str>,
+}
+
+impl<'a> Call<'a> {
+    /// A read.
+    pub fn read(path: String, route: &'static str, op: &'static str, token: &'a str) -> Self {
+        Call {
+            method: Method::GET,
+            path,
+            route,
+            op,
+            body: None,
+            token: Some(token),
+            idempotency_key: None,
+            write_kind: None,
+        }
+    }
+
+    /// A write with its idempotency key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        method: Method,
+        path: String,
+        route: &'static str,
+        op: &'static str,
+        kind: &'static str,
+        body: Option<Value>,
+        token: Option<&'a str>,
+        key: String,
+    ) -> Self {
+        Call {
+            method,
+            path,
+            route,
+            op,
+            body,
+            token,
+            idempotency_key: Some(key),
+            write_kind: Some(kind),
+        }
+    }
+}
+
+/// How a logical request ended.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The last attempt's outcome.
+    pub outcome: Attempt,
+    /// Parsed JSON body of the last response (`Null` when absent or not JSON).
+    pub body: Value,
+    pub served_by: Option<String>,
+    /// The answer was a replay of an earlier execution of the same write.
+    pub replayed: bool,
+    pub attempts: u32,
+}
+
+impl Reply {
+    /// True when the request ended with a 2xx.
+    pub fn ok(&self) -> bool {
+        self.outcome.is_success()
+    }
+
+    /// HTTP status of the last attempt, or 0 when none arrived.
+    pub fn status(&self) -> u16 {
+        match self.outcome {
+            Attempt::Status(s) => s,
+            _ => 0,
+        }
+    }
+}
+
+/// The shared client.
+pub struct Client {
+    http: reqwest::Client,
+    targets: Vec<String>,
+    next: AtomicUsize,
+    policy: RetryPolicy,
+    stats: Arc<Stats>,
+    tracer: SdkTracer,
+}
+
+impl Client {
+    /// Build a client for `targets` (base URLs without trailing slash).
+    pub fn new(
+        targets: Vec<String>,
+        timeout: Duration,
+        policy: RetryPolicy,
+        stats: Arc<Stats>,
+        tracer: SdkTracer,
+    ) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            // Load goes straight to the targets, never through a proxy from the environment.
+            .no_proxy()
+            .user_agent(concat!("conduit-load/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client {
+            http,
+            targets,
+            next: AtomicUsize::new(0),
+            policy,
+            stats,
+            tracer,
+        })
+    }
+
+    /// The shared statistics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn pick_target(&self) -> &str {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
+        &self.targets[i]
+    }
+
+    /// Send `call` as a child of the span in `parent`, retrying as the policy says.
+    /// Each attempt is its own client span and goes to the next target.
+    pub async fn send(&self, parent: &Context, call: Call<'_>) -> Reply {
+        let started = Instant::now();
+        let is_write = call.idempotency_key.is_some();
+        let mut attempt = 0u32;
+        let reply = loop {
+            attempt += 1;
+            let reply = self.attempt(parent, &call, attempt).await;
+            match self.policy.decide(is_write, reply.outcome, attempt) {
+                Decision::Done => break reply,
+                Decision::RetryAfter(pause) => {
+                    log::debug!(
+                        "{} {} attempt {attempt}: {}, retrying",
+                        call.method,
+                        call.path,
+                        reply.outcome
+                    );
+                    self.stats.record_retry();
+                    let jitter_ms = rand::rng().random_range(0..=pause.as_millis() as u64 / 4);
+                    tokio::time::sleep(pause + Duration::from_millis(jitter_ms)).await;
+                }
+            }
+        };
+        self.stats
+            .record_request(call.op, started.elapsed(), reply.outcome);
+        if let Some(kind) = call.write_kind {
+            if reply.ok() {
+                self.stats.record_write_acked(kind, reply.replayed);
+            } else {
+                self.stats.record_write_failed();
+            }
+        }
+        if !reply.ok() {
+            log::debug!(
+                "{} {} failed after {attempt} attempt(s): {}",
+                call.method,
+                call.path,
+                reply.outcome
+            );
+        }
+        Reply {
+            attempts: attempt,
+            ..reply
+        }
+    }
+
+    async fn attempt(&self, parent: &Context, call: &Call<'_>, attempt: u32) -> Reply {
+        let target = self.pick_target();
+        let url = format!("{target}{}", call.path);
+        let span = self
+            .tracer
+            .span_builder(format!("{} {}", call.method, call.route))
+            .with_kind(SpanKind::Client)
+            .with_attributes([
+                KeyValue::new("http.request.method", call.method.to_string()),
+                KeyValue::new("url.full", url.clone()),
+                KeyValue::new("http.route", call.route),
+                KeyValue::new("conduit.operation", call.op),
+                KeyValue::new("conduit.attempt", i64::from(attempt)),
+            ])
+            .start_with_context(&self.tracer, parent);
+        let cx = parent.with_span(span);
+
+        let mut req = self.http.request(call.method.clone(), &url);
+        for (k, v) in trace_headers(&cx) {
+            req = req.header(k, v);
+        }
+        if let Some(token) = call.token {
+            req = req.header("Authorization", format!("Token {token}"));
+        }
+        if let Some(key) = &call.idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        if let Some(body) = &call.body {
+            req = req.json(body);
+        }
+
+        let reply = match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let served_by = header(&resp, SERVED_BY);
+                let replayed =
+                    header(&resp, REPLAYED).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+                self.stats.record_response(served_by.as_deref());
+                match resp.bytes().await {
+                    Ok(bytes) => Reply {
+                        outcome: Attempt::Status(status),
+                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                        served_by,
+                        replayed,
+                        attempts: attempt,
+                    },
+                    Err(e) => Reply {
+                        outcome: classify(&e),
+                        body: Value::Null,
+                        served_by,
+                        replayed,
+                        attempts: attempt,
+                    },
+                }
+            }
+            Err(e) => Reply {
+                outcome: classify(&e),
+                body: Value::Null,
+                served_by: None,
+                replayed: false,
+                attempts: attempt,
+            },
+        };
+
+        let span = cx.span();
+        if let Attempt::Status(s) = reply.outcome {
+            span.set_attribute(KeyValue::new("http.response.status_code", i64::from(s)));
+        }
+        if let Some(by) = &reply.served_by {
+            span.set_attribute(KeyValue::new("conduit.served_by", by.clone()));
+        }
+        if reply.replayed {
+            span.set_attribute(KeyValue::new("conduit.idempotent_replayed", true));
+        }
+        if let Some(kind) = reply.outcome.error_kind() {
+            span.set_attribute(KeyValue::new("error.type", kind));
+            span.set_status(Status::error(reply.outcome.to_string()));
+        }
+        span.end();
+        reply
+    }
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Map a transport error to an attempt outcome. A connection refused, reset or closed before
+/// the response counts as `Connect`: nothing useful arrived, and a retry is safe (reads are
+/// harmless, writes carry their idempotency key).
+fn classify(e: &reqwest::Error) -> Attempt {
+    if e.is_timeout() {
+        Attempt::Timeout
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        Attempt::Connect
+    } else {
+        Attempt::Other
+    }
+}
+
+/// Percent-encode one path segment (keeps `A-Za-z0-9-._~`).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(encode_segment("how-to-train_1"), "how-to-train_1");
+        assert_eq!(encode_segment("a b/c?"), "a%20b%2Fc%3F");
+        assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+}
