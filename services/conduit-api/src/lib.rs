@@ -1,1 +1,28 @@
-//! Stateless Conduit API.
+//! Stateless Conduit: a RealWorld "Conduit" API replica that keeps nothing about its clients.
+//!
+//! Any number of replicas run side by side behind a load balancer. Each request carries a signed
+//! token; the replicas share only the signing key ring and a Redis that holds the business data.
+//!
+//! # Layout
+//! - [`config`]: flags and environment variables (`conduit-api --help`).
+//! - [`startup`]: builds the actix application, binds the listener, runs and drains it.
+//! - [`telemetry`]: logs filtered by `RUST_LOG`, traces over OTLP.
+//! - [`error`]: the API error type and the RealWorld `{"errors": ..}` body.
+//! - [`auth`]: the JWT key ring, the `AuthUser` extractors, password hashing.
+//! - [`domain`]: validated values (usernames, titles, tags, slugs, ...).
+//! - [`idempotency`]: the `Idempotency-Key` middleware.
+//! - [`routes`]: one file per API resource, each handler's whole story.
+//! - [`store`]: the only code that talks to Redis; key names in `store::keys`.
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod idempotency;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use config::{Cli, Command, Config};
+pub use startup::{AppState, Application};

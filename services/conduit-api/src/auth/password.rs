@@ -1,0 +1,65 @@
+//! Password hashing with argon2id, run off the async worker threads.
+//!
+//! Hashing is deliberately slow (tens of milliseconds); doing it on an actix worker would stall
+//! every other request on that worker, so it goes to the blocking pool, keeping the caller's span.
+
+use anyhow::Context as _;
+use argon2::password_hash::{phc::PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use tracing::Instrument as _;
+
+/// Hashes `password` into a PHC string (argon2id, default parameters, random salt).
+#[tracing::instrument(name = "password.hash", skip_all)]
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    let span = tracing::Span::current();
+    actix_web::rt::task::spawn_blocking(move || {
+        let _guard = span.enter();
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|hash| hash.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+    })
+    .in_current_span()
+    .await
+    .context("password hashing task failed")?
+}
+
+/// Checks `password` against a stored PHC string. A malformed stored hash counts as a mismatch.
+#[tracing::instrument(name = "password.verify", skip_all)]
+pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
+    let span = tracing::Span::current();
+    actix_web::rt::task::spawn_blocking(move || {
+        let _guard = span.enter();
+        let Ok(parsed) = PasswordHash::new(&phc) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+    .in_current_span()
+    .await
+    .context("password verification task failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_hashed_password_verifies_and_a_wrong_one_does_not() {
+        let phc = hash_password("correct horse".into()).await.unwrap();
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(verify_password("correct horse".into(), phc.clone())
+            .await
+            .unwrap());
+        assert!(!verify_password("wrong horse".into(), phc).await.unwrap());
+    }
+
+    #[actix_web::test]
+    async fn a_garbled_stored_hash_is_a_mismatch_not_an_error() {
+        assert!(!verify_password("x".into(), "not a hash".into())
+            .await
+            .unwrap());
+    }
+}

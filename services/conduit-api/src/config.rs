@@ -1,0 +1,208 @@
+//! Command line and environment configuration.
+//!
+//! Every setting is a flag with an environment variable and a documented default, so
+//! `conduit-api --help` is the reference table. Nothing is read from files baked into images;
+//! the one file that may be read is the key ring (`CONDUIT_JWT_KEYS_FILE`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The `conduit-api` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "conduit-api",
+    version,
+    about = "A stateless RealWorld Conduit API replica backed by Redis"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+/// Subcommands. Without one, the replica serves.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an API replica (the default).
+    Serve,
+    /// Print a fresh key ring line `kid:secret`, or write it to a file.
+    Keygen(KeygenArgs),
+    /// Probe a replica's /healthz and exit 0 when it answers 200 (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Arguments of `conduit-api keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key id written before the secret; defaults to `k` followed by the current UTC time.
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// Write the ring to this file instead of standard output. An existing file is kept.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Overwrite the file given with --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `conduit-api healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// URL to probe; defaults to /healthz on the port of CONDUIT_ADDR.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 2)]
+    pub timeout: u64,
+}
+
+/// Settings of a serving replica.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        env = "CONDUIT_ADDR",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    pub addr: SocketAddr,
+
+    /// Redis holding the business data.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
+    #[arg(
+        long,
+        env = "CONDUIT_REDIS_PREFIX",
+        default_value = "conduit",
+        global = true
+    )]
+    pub redis_prefix: String,
+
+    /// Milliseconds a Redis command may take before the request fails with 503.
+    #[arg(
+        long,
+        env = "CONDUIT_REDIS_TIMEOUT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub redis_timeout_ms: u64,
+
+    /// Signing keys as comma-separated `kid:secret` pairs; the first one signs new tokens.
+    #[arg(long, env = "CONDUIT_JWT_KEYS", hide_env_values = true, global = true)]
+    pub jwt_keys: Option<String>,
+
+    /// File holding the key ring, one `kid:secret` pair per line (`#` starts a comment).
+    #[arg(long, env = "CONDUIT_JWT_KEYS_FILE", global = true)]
+    pub jwt_keys_file: Option<PathBuf>,
+
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(
+        long,
+        env = "CONDUIT_TOKEN_TTL",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub token_ttl: u64,
+
+    /// `iss` claim written into and required from every token.
+    #[arg(
+        long,
+        env = "CONDUIT_JWT_ISSUER",
+        default_value = "conduit",
+        global = true
+    )]
+    pub jwt_issuer: String,
+
+    /// `aud` claim written into and required from every token.
+    #[arg(
+        long,
+        env = "CONDUIT_JWT_AUDIENCE",
+        default_value = "conduit",
+        global = true
+    )]
+    pub jwt_audience: String,
+
+    /// Name of this replica in `X-Served-By`, logs and traces; defaults to the hostname.
+    #[arg(long, env = "CONDUIT_REPLICA_ID", global = true)]
+    pub replica_id: Option<String>,
+
+    /// Seconds to keep serving after SIGTERM while /readyz reports draining.
+    #[arg(
+        long,
+        env = "CONDUIT_DRAIN_SECONDS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub drain_seconds: u64,
+
+    /// HTTP worker threads; defaults to the number of CPUs.
+    #[arg(long, env = "CONDUIT_WORKERS", global = true)]
+    pub workers: Option<usize>,
+
+    /// Seconds an idempotency record (the stored outcome of a request) is kept.
+    #[arg(
+        long,
+        env = "CONDUIT_IDEMPOTENCY_TTL",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub idempotency_ttl: u64,
+
+    /// Seconds a request holds its idempotency key before a retry may take it over.
+    #[arg(
+        long,
+        env = "CONDUIT_IDEMPOTENCY_LEASE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub idempotency_lease: u64,
+
+    /// Failed logins allowed per account and per client address in one window.
+    #[arg(
+        long,
+        env = "CONDUIT_LOGIN_MAX_FAILURES",
+        default_value_t = 10,
+        global = true
+    )]
+    pub login_max_failures: u64,
+
+    /// Length of the failed-login window, in seconds.
+    #[arg(
+        long,
+        env = "CONDUIT_LOGIN_WINDOW",
+        default_value_t = 300,
+        global = true
+    )]
+    pub login_window: u64,
+
+    /// Take the client address from the last `X-Forwarded-For` entry (set behind a proxy).
+    #[arg(
+        long,
+        env = "CONDUIT_TRUST_FORWARDED",
+        default_value_t = false,
+        global = true
+    )]
+    pub trust_forwarded: bool,
+}
+
+impl Config {
+    /// The replica id: the configured one, else the hostname.
+    pub fn replica_id(&self) -> String {
+        match &self.replica_id {
+            Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+            _ => gethostname::gethostname().to_string_lossy().into_owned(),
+        }
+    }
+}

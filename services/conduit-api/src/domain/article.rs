@@ -1,0 +1,138 @@
+//! Article and comment fields, tags, and slugs.
+
+use super::text::check_text;
+
+macro_rules! text_newtype {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $multiline:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, String> {
+                check_text(s, $min, $max, $multiline)?;
+                Ok(Self(s.to_owned()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+text_newtype!(
+    /// An article title, 1 to 200 characters on one line.
+    Title, 1, 200, false
+);
+text_newtype!(
+    /// An article description, 1 to 1000 characters.
+    Description, 1, 1000, true
+);
+text_newtype!(
+    /// An article body, 1 to 60000 characters.
+    ArticleBody, 1, 60_000, true
+);
+text_newtype!(
+    /// A comment body, 1 to 10000 characters.
+    CommentBody, 1, 10_000, true
+);
+
+/// One tag: 1 to 40 characters, no commas or control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        check_text(s, 1, 40, false).map_err(|m| format!("tag {m}"))?;
+        if s.contains(',') {
+            return Err("tag must not contain ','".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An article's tags: at most 20, without duplicates, sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagList(Vec<Tag>);
+
+impl TagList {
+    pub fn parse(tags: &[String]) -> Result<Self, String> {
+        let mut parsed = tags
+            .iter()
+            .map(|t| Tag::parse(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        parsed.sort();
+        parsed.dedup();
+        if parsed.len() > 20 {
+            return Err("may hold at most 20 tags".into());
+        }
+        Ok(Self(parsed))
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(Tag::as_str)
+    }
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_owned).collect()
+    }
+}
+
+/// The URL-safe base of a slug: lowercase ASCII letters and digits joined by single dashes,
+/// at most 80 characters; `article` when nothing usable is left. Collisions get a numeric
+/// suffix when the article is stored.
+pub fn slugify(title: &str) -> String {
+    let mut slug = String::new();
+    for c in title.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+        if slug.len() >= 80 {
+            break;
+        }
+    }
+    let slug = slug.trim_matches('-');
+    if slug.is_empty() {
+        "article".to_owned()
+    } else {
+        slug.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_lowercase_dashed_and_never_empty() {
+        assert_eq!(
+            slugify("How to Train Your Dragon"),
+            "how-to-train-your-dragon"
+        );
+        assert_eq!(slugify("  a::b{c}*d  "), "a-b-c-d");
+        assert_eq!(slugify("***"), "article");
+        assert_eq!(slugify("Ünïcode ok"), "n-code-ok");
+        assert!(slugify(&"word ".repeat(100)).len() <= 80);
+    }
+
+    #[test]
+    fn tag_lists_are_sorted_and_deduplicated() {
+        let tags = TagList::parse(&["b".into(), "a".into(), "b".into()]).unwrap();
+        assert_eq!(tags.to_vec(), vec!["a", "b"]);
+        assert!(TagList::parse(&["".into()]).is_err());
+        assert!(TagList::parse(&["a,b".into()]).is_err());
+        assert!(TagList::parse(&(0..21).map(|i| i.to_string()).collect::<Vec<_>>()).is_err());
+    }
+
+    #[test]
+    fn text_fields_refuse_blank_and_nul() {
+        assert!(Title::parse(" ").is_err());
+        assert!(Title::parse("a\0b").is_err());
+        assert!(Title::parse("line\nbreak").is_err());
+        assert!(ArticleBody::parse("line\nbreak").is_ok());
+    }
+}

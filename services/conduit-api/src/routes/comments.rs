@@ -1,0 +1,129 @@
+//! Comments on articles (spec: Comments).
+
+use actix_web::{delete, get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::profiles::Profile;
+use super::timestamp;
+use crate::auth::{AuthUser, MaybeAuthUser};
+use crate::domain::{CommentBody, Validation};
+use crate::error::{ApiError, ErrorBody};
+use crate::idempotency::Idem;
+use crate::startup::AppState;
+use crate::store::CommentView;
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewCommentRequest {
+    comment: NewComment,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewComment {
+    body: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SingleCommentResponse {
+    comment: Comment,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MultipleCommentsResponse {
+    comments: Vec<Comment>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Comment {
+    id: u64,
+    created_at: String,
+    updated_at: String,
+    body: String,
+    author: Profile,
+}
+
+impl From<CommentView> for Comment {
+    fn from(view: CommentView) -> Self {
+        let c = view.comment;
+        Self {
+            id: c.id.parse().unwrap_or(0),
+            created_at: timestamp(c.created_at),
+            updated_at: timestamp(c.updated_at),
+            body: c.body,
+            author: view.author.into(),
+        }
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_comments)
+        .service(add_comment)
+        .service(delete_comment);
+}
+
+/// Comments of an article, newest first; auth optional.
+#[utoipa::path(tag = "Comments", params(("slug" = String, Path)),
+    responses((status = 200, body = MultipleCommentsResponse), (status = 404, body = ErrorBody)))]
+#[get("/api/articles/{slug}/comments")]
+pub(crate) async fn list_comments(
+    state: web::Data<AppState>,
+    viewer: MaybeAuthUser,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let comments = state.store.comments(viewer.id(), &slug).await?;
+    Ok(HttpResponse::Ok().json(MultipleCommentsResponse {
+        comments: comments.into_iter().map(Comment::from).collect(),
+    }))
+}
+
+/// Adds a comment to an article.
+#[utoipa::path(tag = "Comments", security(("Token" = [])), params(("slug" = String, Path)), request_body = NewCommentRequest,
+    responses((status = 200, body = SingleCommentResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/api/articles/{slug}/comments")]
+pub(crate) async fn add_comment(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    idem: Idem,
+    slug: web::Path<String>,
+    body: web::Json<NewCommentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validation::new();
+    let text = v.required("body", body.comment.body.as_deref(), CommentBody::parse);
+    v.finish()?;
+    let Some(text) = text else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "validation passed without values"
+        )));
+    };
+    let id = state
+        .store
+        .add_comment(idem.lease(), &user.id, &slug, text.as_str())
+        .await?;
+    let view = state.store.comment(Some(&user.id), &id).await?;
+    Ok(HttpResponse::Ok().json(SingleCommentResponse {
+        comment: view.into(),
+    }))
+}
+
+/// Deletes the caller's comment.
+#[utoipa::path(tag = "Comments", security(("Token" = [])), params(("slug" = String, Path), ("id" = u64, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[delete("/api/articles/{slug}/comments/{id}")]
+pub(crate) async fn delete_comment(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    idem: Idem,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    // Comment ids are decimal numbers; anything else cannot name a comment.
+    if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::NotFound("comment"));
+    }
+    state
+        .store
+        .delete_comment(idem.lease(), &user.id, &slug, &id)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

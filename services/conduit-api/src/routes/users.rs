@@ -1,0 +1,296 @@
+//! Registration, login and the current user (spec: User and Authentication).
+
+use std::sync::OnceLock;
+
+use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::non_empty;
+use crate::auth::{hash_password, verify_password, AuthUser};
+use crate::domain::{Bio, Email, ImageUrl, Password, Username, Validation};
+use crate::error::{ApiError, ErrorBody};
+use crate::idempotency::Idem;
+use crate::startup::AppState;
+use crate::store::{UserChanges, UserRecord};
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RegisterRequest {
+    user: NewUser,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct NewUser {
+    username: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LoginRequest {
+    user: LoginUser,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct LoginUser {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct UpdateUserRequest {
+    user: UpdateUser,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct UpdateUser {
+    username: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    /// `null` clears the bio.
+    #[serde(default, deserialize_with = "nullable")]
+    bio: Option<Option<String>>,
+    /// `null` clears the image.
+    #[serde(default, deserialize_with = "nullable")]
+    image: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a field not sent (`None`).
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserResponse {
+    user: UserJson,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserJson {
+    email: String,
+    token: String,
+    username: String,
+    bio: Option<String>,
+    image: Option<String>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(register)
+        .service(login)
+        .service(get_current_user)
+        .service(update_current_user);
+}
+
+fn user_response(state: &AppState, user: UserRecord) -> Result<UserResponse, ApiError> {
+    let token = state.keys.issue(&user.id)?;
+    Ok(UserResponse {
+        user: UserJson {
+            email: user.email,
+            token,
+            username: user.username,
+            bio: non_empty(user.bio),
+            image: non_empty(user.image),
+        },
+    })
+}
+
+/// Registers a user and returns it with a token.
+#[utoipa::path(tag = "User and Authentication", request_body = RegisterRequest,
+    responses((status = 201, body = UserResponse), (status = 422, body = ErrorBody)))]
+#[post("/api/users")]
+pub(crate) async fn register(
+    state: web::Data<AppState>,
+    idem: Idem,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let new = body.into_inner().user;
+    let mut v = Validation::new();
+    let username = v.required("username", new.username.as_deref(), Username::parse);
+    let email = v.required("email", new.email.as_deref(), Email::parse);
+    let password = v.required("password", new.password.as_deref(), Password::parse);
+    v.finish()?;
+    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "validation passed without values"
+        )));
+    };
+
+    let hash = hash_password(password.into_inner()).await?;
+    let id = state
+        .store
+        .create_user(idem.lease(), username.as_str(), email.as_str(), &hash)
+        .await?;
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    Ok(HttpResponse::Created().json(user_response(&state, user)?))
+}
+
+/// Logs in with email and password. Failures are counted per account and per client address in
+/// Redis, so the limit holds however many replicas an attacker spreads tries over.
+#[utoipa::path(tag = "User and Authentication", request_body = LoginRequest,
+    responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[post("/api/users/login")]
+pub(crate) async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let creds = body.into_inner().user;
+    let mut v = Validation::new();
+    let email = v.required("email", creds.email.as_deref(), |s| {
+        Email::parse(s).map_err(|_| "is invalid".to_owned())
+    });
+    let password = v.required("password", creds.password.as_deref(), |s| {
+        if s.is_empty() {
+            Err("can't be blank".to_owned())
+        } else if s.len() > 1024 {
+            Err("is too long".to_owned())
+        } else {
+            Ok(s.to_owned())
+        }
+    });
+    v.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "validation passed without values"
+        )));
+    };
+
+    let address = client_address(&req, state.config.trust_forwarded);
+    let (by_account, by_address, retry_after) =
+        state.store.login_failures(email.as_str(), &address).await?;
+    if by_account >= state.config.login_max_failures
+        || by_address >= state.config.login_max_failures
+    {
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+
+    let user = state.store.user_by_email(email.as_str()).await?;
+    // Verify against a dummy hash when the account does not exist, so both failures take as long.
+    let phc = user
+        .as_ref()
+        .map_or_else(|| dummy_hash().to_owned(), |u| u.password_hash.clone());
+    let matches = verify_password(password, phc).await?;
+    match user {
+        Some(user) if matches => {
+            state.store.clear_login_failures(email.as_str()).await?;
+            Ok(HttpResponse::Ok().json(user_response(&state, user)?))
+        }
+        _ => {
+            state
+                .store
+                .record_login_failure(email.as_str(), &address, state.config.login_window)
+                .await?;
+            Err(ApiError::InvalidCredentials)
+        }
+    }
+}
+
+/// A valid argon2id hash of a random password, made once per process.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        use argon2::password_hash::PasswordHasher as _;
+        argon2::Argon2::default()
+            .hash_password(format!("{:x}", rand::random::<u128>()).as_bytes())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// The client's address: the peer, or behind a trusted proxy the last `X-Forwarded-For` entry
+/// (the one the proxy itself appended).
+fn client_address(req: &HttpRequest, trust_forwarded: bool) -> String {
+    if trust_forwarded {
+        if let Some(last) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+        {
+            return last.to_owned();
+        }
+    }
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The current user, with a fresh token.
+#[utoipa::path(tag = "User and Authentication", security(("Token" = [])),
+    responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody)))]
+#[get("/api/user")]
+pub(crate) async fn get_current_user(
+    state: web::Data<AppState>,
+    user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    let record = state
+        .store
+        .user_by_id(&user.id)
+        .await?
+        .ok_or(ApiError::Unauthorized("user no longer exists"))?;
+    Ok(HttpResponse::Ok().json(user_response(&state, record)?))
+}
+
+/// Updates the current user; at least one field is required.
+#[utoipa::path(tag = "User and Authentication", security(("Token" = [])), request_body = UpdateUserRequest,
+    responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[put("/api/user")]
+pub(crate) async fn update_current_user(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    idem: Idem,
+    body: web::Json<UpdateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let update = body.into_inner().user;
+    let any_field = update.username.is_some()
+        || update.email.is_some()
+        || update.password.is_some()
+        || update.bio.is_some()
+        || update.image.is_some();
+    let mut v = Validation::new();
+    let username = v.optional("username", update.username.as_deref(), Username::parse);
+    let email = v.optional("email", update.email.as_deref(), Email::parse);
+    let password = v.optional("password", update.password.as_deref(), Password::parse);
+    let bio = v.optional(
+        "bio",
+        update.bio.as_ref().map(|b| b.as_deref().unwrap_or("")),
+        Bio::parse,
+    );
+    let image = v.optional(
+        "image",
+        update.image.as_ref().map(|i| i.as_deref().unwrap_or("")),
+        ImageUrl::parse,
+    );
+    if !any_field {
+        v.fail("user", "at least one field is required");
+    }
+    v.finish()?;
+
+    let password_hash = match password {
+        Some(p) => Some(hash_password(p.into_inner()).await?),
+        None => None,
+    };
+    let changes = UserChanges {
+        username: username.map(|u| u.as_str().to_owned()),
+        email: email.map(|e| e.as_str().to_owned()),
+        password_hash,
+        bio: bio.map(|b| b.as_str().to_owned()),
+        image: image.map(|i| i.as_str().to_owned()),
+    };
+    state
+        .store
+        .update_user(idem.lease(), &user.id, &changes)
+        .await?;
+    let record = state
+        .store
+        .user_by_id(&user.id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    Ok(HttpResponse::Ok().json(user_response(&state, record)?))
+}
