@@ -20,6 +20,8 @@ use crate::telemetry::trace_headers;
 pub const SERVED_BY: &str = "x-served-by";
 /// Response header set when an idempotent write's stored answer is replayed.
 pub const REPLAYED: &str = "idempotent-replayed";
+/// Response header naming the trace the replica recorded the request in.
+pub const TRACE_ID: &str = "x-trace-id";
 
 /// One logical request.
 #[derive(Debug, Clone)]
@@ -87,6 +89,8 @@ pub struct Reply {
     /// Parsed JSON body of the last response (`Null` when absent or not JSON).
     pub body: Value,
     pub served_by: Option<String>,
+    /// `X-Trace-Id` of the last response: the trace the replica put its spans in.
+    pub trace_id: Option<String>,
     /// The answer was a replay of an earlier execution of the same write.
     pub replayed: bool,
     pub attempts: u32,
@@ -162,7 +166,10 @@ impl Client {
         let reply = loop {
             attempt += 1;
             let reply = self.attempt(parent, &call, attempt).await;
-            match self.policy.decide(is_write, reply.outcome, attempt) {
+            match self
+                .policy
+                .decide(is_write, reply.outcome, attempt, started.elapsed())
+            {
                 Decision::Done => break reply,
                 Decision::RetryAfter(pause) => {
                     log::debug!(
@@ -235,6 +242,7 @@ impl Client {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let served_by = header(&resp, SERVED_BY);
+                let trace_id = header(&resp, TRACE_ID);
                 let replayed =
                     header(&resp, REPLAYED).is_some_and(|v| v.eq_ignore_ascii_case("true"));
                 self.stats.record_response(served_by.as_deref());
@@ -243,6 +251,7 @@ impl Client {
                         outcome: Attempt::Status(status),
                         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                         served_by,
+                        trace_id,
                         replayed,
                         attempts: attempt,
                     },
@@ -250,6 +259,7 @@ impl Client {
                         outcome: classify(&e),
                         body: Value::Null,
                         served_by,
+                        trace_id,
                         replayed,
                         attempts: attempt,
                     },
@@ -259,6 +269,7 @@ impl Client {
                 outcome: classify(&e),
                 body: Value::Null,
                 served_by: None,
+                trace_id: None,
                 replayed: false,
                 attempts: attempt,
             },

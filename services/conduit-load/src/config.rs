@@ -101,6 +101,12 @@ pub struct Cli {
     #[arg(long, env = "CONDUIT_LOAD_ATTEMPTS", default_value_t = 5)]
     pub attempts: u32,
 
+    /// Seconds a write answered 409 (its idempotency key still in flight elsewhere) keeps
+    /// being retried; longer than the API's idempotency lease, so a write caught by a replica
+    /// that died mid-request still gets its answer.
+    #[arg(long, env = "CONDUIT_LOAD_IN_FLIGHT_WAIT", default_value_t = 12.0)]
+    pub in_flight_wait: f64,
+
     /// OTLP endpoint for client spans, e.g. http://127.0.0.1:4317 (grpc) or
     /// http://127.0.0.1:4318 (http/protobuf; `/v1/traces` is appended when missing).
     /// Without it spans are not exported, but `traceparent` is still sent.
@@ -141,6 +147,9 @@ impl Cli {
         }
         if !(self.duration >= 0.0 && self.duration.is_finite()) {
             return Err("--duration must be 0 or a positive number".into());
+        }
+        if !(self.in_flight_wait >= 0.0 && self.in_flight_wait.is_finite()) {
+            return Err("--in-flight-wait must be 0 or a positive number".into());
         }
         if self.attempts == 0 {
             return Err("--attempts must be at least 1".into());

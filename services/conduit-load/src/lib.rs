@@ -100,6 +100,7 @@ pub async fn run_checked(cli: Cli) -> anyhow::Result<Summary> {
     let stats = Arc::new(Stats::default());
     let policy = RetryPolicy {
         max_attempts: cli.attempts,
+        in_flight_wait: Duration::from_secs_f64(cli.in_flight_wait),
         ..RetryPolicy::default()
     };
     let client = Client::new(

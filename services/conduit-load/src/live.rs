@@ -157,15 +157,15 @@ impl LiveView {
         self.last_requests = totals.requests;
         self.last_at = now;
         self.status.set_message(format!(
-            "{phase} {:.0}s | {rps:.1} req/s | p50 {:.1} ms p99 {:.1} ms | {} requests, {} failed, {} retries | errors: {} | writes {}",
+            "{phase} {:.0}s | {rps:.1} req/s | p50 {:.1} ms | p99 {:.1} ms\n  {} requests, {} failed, {} retries, {} writes acknowledged\n  errors: {}",
             self.started.elapsed().as_secs_f64(),
             quantile_ms(&totals.hist, 0.5),
             quantile_ms(&totals.hist, 0.99),
             totals.requests,
             totals.failed,
             totals.retries,
-            errors_text(&totals.errors),
             totals.writes_acked_total(),
+            errors_text(&totals.errors),
         ));
         self.status.tick();
 

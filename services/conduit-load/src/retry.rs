@@ -67,6 +67,10 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Upper bound of a pause.
     pub cap: Duration,
+    /// How long a write answered 409 (its key still in flight, perhaps held by a replica that
+    /// died mid-request until the key's lease expires) keeps being retried, whatever
+    /// `max_attempts` says.
+    pub in_flight_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -75,18 +79,37 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base: Duration::from_millis(50),
             cap: Duration::from_millis(1000),
+            in_flight_wait: Duration::from_secs(12),
         }
     }
 }
 
 impl RetryPolicy {
-    /// Decide after attempt number `attempt` (1-based) of a read (`is_write == false`) or write.
+    /// Decide after attempt number `attempt` (1-based) of a read (`is_write == false`) or write,
+    /// `elapsed` after the first attempt started.
     ///
-    /// Both retry a connect error, 502 and 503. Writes also retry a timeout (the key makes that
-    /// safe) and 409 (the same key is still in flight on another replica). A read that timed out
-    /// is counted as failed rather than repeated, so a slow replica shows up in the numbers.
-    pub fn decide(&self, is_write: bool, outcome: Attempt, attempt: u32) -> Decision {
-        if outcome.is_success() || attempt >= self.max_attempts {
+    /// Both retry a connect error, 502 and 503, up to `max_attempts`. Writes also retry a timeout
+    /// (the key makes that safe), and a 409 (the same key is still in flight elsewhere) for as
+    /// long as `in_flight_wait`. A read that timed out is counted as failed rather than
+    /// repeated, so a slow replica shows up in the numbers.
+    pub fn decide(
+        &self,
+        is_write: bool,
+        outcome: Attempt,
+        attempt: u32,
+        elapsed: Duration,
+    ) -> Decision {
+        if outcome.is_success() {
+            return Decision::Done;
+        }
+        if is_write && outcome == Attempt::Status(409) {
+            return if elapsed < self.in_flight_wait {
+                Decision::RetryAfter(self.backoff(attempt))
+            } else {
+                Decision::Done
+            };
+        }
+        if attempt >= self.max_attempts {
             return Decision::Done;
         }
         let retryable = match outcome {
@@ -118,17 +141,20 @@ mod tests {
             max_attempts: 4,
             base: Duration::from_millis(10),
             cap: Duration::from_millis(50),
+            in_flight_wait: Duration::from_secs(2),
         }
     }
+
+    const T0: Duration = Duration::ZERO;
 
     #[test]
     fn a_success_is_never_retried() {
         assert_eq!(
-            policy().decide(true, Attempt::Status(201), 1),
+            policy().decide(true, Attempt::Status(201), 1, T0),
             Decision::Done
         );
         assert_eq!(
-            policy().decide(false, Attempt::Status(200), 1),
+            policy().decide(false, Attempt::Status(200), 1, T0),
             Decision::Done
         );
     }
@@ -139,7 +165,7 @@ mod tests {
             for is_write in [false, true] {
                 assert!(
                     matches!(
-                        policy().decide(is_write, outcome, 1),
+                        policy().decide(is_write, outcome, 1, T0),
                         Decision::RetryAfter(_)
                     ),
                     "{outcome} write={is_write}"
@@ -151,11 +177,11 @@ mod tests {
     #[test]
     fn a_409_is_retried_only_for_writes() {
         assert!(matches!(
-            policy().decide(true, Attempt::Status(409), 1),
+            policy().decide(true, Attempt::Status(409), 1, T0),
             Decision::RetryAfter(_)
         ));
         assert_eq!(
-            policy().decide(false, Attempt::Status(409), 1),
+            policy().decide(false, Attempt::Status(409), 1, T0),
             Decision::Done
         );
     }
@@ -163,17 +189,20 @@ mod tests {
     #[test]
     fn a_timeout_is_retried_only_for_writes() {
         assert!(matches!(
-            policy().decide(true, Attempt::Timeout, 1),
+            policy().decide(true, Attempt::Timeout, 1, T0),
             Decision::RetryAfter(_)
         ));
-        assert_eq!(policy().decide(false, Attempt::Timeout, 1), Decision::Done);
+        assert_eq!(
+            policy().decide(false, Attempt::Timeout, 1, T0),
+            Decision::Done
+        );
     }
 
     #[test]
     fn client_errors_and_500_are_not_retried() {
         for s in [400, 401, 404, 422, 500] {
             assert_eq!(
-                policy().decide(true, Attempt::Status(s), 1),
+                policy().decide(true, Attempt::Status(s), 1, T0),
                 Decision::Done,
                 "{s}"
             );
@@ -181,12 +210,28 @@ mod tests {
     }
 
     #[test]
-    fn retries_stop_at_the_attempt_limit() {
+    fn a_write_in_flight_elsewhere_is_retried_past_the_attempt_limit_until_the_wait_is_over() {
+        let p = policy();
         assert!(matches!(
-            policy().decide(true, Attempt::Connect, 3),
+            p.decide(true, Attempt::Status(409), 10, Duration::from_secs(1)),
             Decision::RetryAfter(_)
         ));
-        assert_eq!(policy().decide(true, Attempt::Connect, 4), Decision::Done);
+        assert_eq!(
+            p.decide(true, Attempt::Status(409), 10, Duration::from_secs(3)),
+            Decision::Done
+        );
+    }
+
+    #[test]
+    fn retries_stop_at_the_attempt_limit() {
+        assert!(matches!(
+            policy().decide(true, Attempt::Connect, 3, T0),
+            Decision::RetryAfter(_)
+        ));
+        assert_eq!(
+            policy().decide(true, Attempt::Connect, 4, T0),
+            Decision::Done
+        );
     }
 
     #[test]
