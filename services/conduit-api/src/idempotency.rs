@@ -55,6 +55,16 @@ impl FromRequest for Idem {
     }
 }
 
+/// Identifies a request for an idempotency key: a key reused for another request is refused.
+pub fn fingerprint(method: &str, path: &str, query: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    for part in [method.as_bytes(), path.as_bytes(), query.as_bytes(), body] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
 /// The middleware; see the module docs.
 pub async fn idempotency(
     mut req: ServiceRequest,

@@ -103,9 +103,12 @@ impl KeyRing {
         let mut keys = Vec::new();
         let mut by_kid = HashMap::new();
         let entries = spec
-            .split([',', '\n'])
+            .lines()
             .map(str::trim)
-            .filter(|e| !e.is_empty() && !e.starts_with('#'));
+            .filter(|line| !line.starts_with('#'))
+            .flat_map(|line| line.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
         for (i, entry) in entries.enumerate() {
             let (kid, secret) = entry
                 .split_once(':')
@@ -383,7 +386,10 @@ mod tests {
     fn ring_parsing_rejects_bad_entries() {
         let parse = |s: &str| KeyRing::parse(s, "i", "a", 1).map(|_| ());
         assert_eq!(parse(""), Err(KeyRingError::Empty));
-        assert_eq!(parse("# only a comment\n"), Err(KeyRingError::Empty));
+        assert_eq!(
+            parse("# only a comment, with a comma\n"),
+            Err(KeyRingError::Empty)
+        );
         assert_eq!(parse("nocolon"), Err(KeyRingError::Malformed(1)));
         assert_eq!(parse("a:short"), Err(KeyRingError::TooShort("a".into())));
         assert_eq!(

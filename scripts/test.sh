@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The project's test command: starts a throwaway redis-server on a free loopback port, then runs
+# cargo fmt --check, cargo clippy (warnings are errors) and the whole test suite against it.
+set -euo pipefail
+
+usage() {
+  cat <<'HELP'
+Usage: scripts/test.sh [--no-lint] [-- <extra cargo test args>]
+
+Runs, from the repository root:
+  1. cargo fmt --all -- --check
+  2. cargo clippy --workspace --all-targets -- -D warnings
+  3. cargo test --workspace (cargo nextest run when available), with a private redis-server
+     on a free 127.0.0.1 port exported as CONDUIT_TEST_REDIS_URL.
+
+Options:
+  --no-lint   skip steps 1 and 2
+  -h, --help  show this help
+Environment:
+  TEST_LOG=1  show the replicas' logs in test output
+HELP
+}
+
+lint=1
+extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --no-lint) lint=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; extra=("$@"); break ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+log() { echo "[test] $*" >&2; }
+
+for tool in cargo redis-server redis-cli; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "error: '$tool' is not installed. On Debian/Ubuntu: apt-get install -y redis-server (and rustup for cargo)." >&2
+    exit 1
+  fi
+done
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 6390)"
+workdir="$(mktemp -d)"
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$workdir" \
+  --daemonize yes --pidfile "$workdir/redis.pid" --logfile "$workdir/redis.log"
+cleanup() {
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+for _ in $(seq 1 50); do
+  redis-cli -p "$port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$port" ping >/dev/null || { echo "error: redis-server did not start" >&2; cat "$workdir/redis.log" >&2; exit 1; }
+export CONDUIT_TEST_REDIS_URL="redis://127.0.0.1:$port"
+log "redis-server on $CONDUIT_TEST_REDIS_URL"
+
+if [[ $lint == 1 ]]; then
+  log "cargo fmt --check"
+  cargo fmt --all -- --check
+  log "cargo clippy"
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+log "cargo test"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "${extra[@]}"
+  # nextest does not run doctests
+  cargo test --workspace --doc "${extra[@]}"
+else
+  cargo test --workspace --no-fail-fast "${extra[@]}"
+fi

@@ -1,0 +1,118 @@
+use crate::helpers::spawn_app;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn comments_are_added_listed_newest_first_and_deleted_by_their_author() {
+    let app = spawn_app().await;
+    let jake = app.register("jake").await;
+    let anne = app.register("anne").await;
+    app.create_article(&jake, "post", &[]).await;
+    let first = app
+        .post(
+            "/api/articles/post/comments",
+            Some(&anne),
+            json!({"comment": {"body": "first"}}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["comment"]["body"], "first");
+    assert_eq!(first.body["comment"]["author"]["username"], "anne");
+    let first_id = first.body["comment"]["id"].as_u64().expect("numeric id");
+    app.post(
+        "/api/articles/post/comments",
+        Some(&jake),
+        json!({"comment": {"body": "second"}}),
+    )
+    .await;
+
+    let list = app.get("/api/articles/post/comments", None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let bodies: Vec<&str> = list.body["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["second", "first"]);
+
+    let forbidden = app
+        .delete(
+            &format!("/api/articles/post/comments/{first_id}"),
+            Some(&jake),
+        )
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    let deleted = app
+        .delete(
+            &format!("/api/articles/post/comments/{first_id}"),
+            Some(&anne),
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/articles/post/comments", None).await.body["comments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.delete(
+            &format!("/api/articles/post/comments/{first_id}"),
+            Some(&anne)
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn comment_errors() {
+    let app = spawn_app().await;
+    let jake = app.register("jake").await;
+    app.create_article(&jake, "post", &[]).await;
+    assert_eq!(
+        app.post(
+            "/api/articles/nope/comments",
+            Some(&jake),
+            json!({"comment": {"body": "x"}})
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/articles/nope/comments", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let blank = app
+        .post(
+            "/api/articles/post/comments",
+            Some(&jake),
+            json!({"comment": {"body": ""}}),
+        )
+        .await;
+    assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(blank.errors().contains_key("body"));
+    assert_eq!(
+        app.post(
+            "/api/articles/post/comments",
+            None,
+            json!({"comment": {"body": "x"}})
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    for id in ["abc", "1%3A2", "99999999999999999999999"] {
+        assert_eq!(
+            app.delete(&format!("/api/articles/post/comments/{id}"), Some(&jake))
+                .await
+                .status,
+            StatusCode::NOT_FOUND,
+            "{id}"
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! Test harness: real replicas on port 0 against a real Redis, each test with its own key prefix.
+
+use std::sync::OnceLock;
+
+use conduit_api::config::Config;
+use conduit_api::Application;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// The key ring every test replica shares.
+pub const TEST_KEYS: &str = "test1:0123456789abcdef0123456789abcdef0123";
+/// A second key, for rotation tests.
+pub const OTHER_KEY: &str = "test2:fedcba9876543210fedcba9876543210fedc";
+
+/// Redis for the tests: `CONDUIT_TEST_REDIS_URL`, set by scripts/test.sh.
+pub fn redis_url() -> String {
+    std::env::var("CONDUIT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn init_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = conduit_api::telemetry::init("test", "debug", std::io::stdout);
+        }
+    });
+}
+
+/// A configuration for a test replica; adjust fields before `spawn_with`.
+pub fn test_config(prefix: &str, replica: &str) -> Config {
+    Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        redis_url: redis_url(),
+        redis_prefix: prefix.to_owned(),
+        redis_timeout_ms: 1000,
+        jwt_keys: Some(TEST_KEYS.to_owned()),
+        jwt_keys_file: None,
+        token_ttl: 3600,
+        jwt_issuer: "conduit".to_owned(),
+        jwt_audience: "conduit".to_owned(),
+        replica_id: Some(replica.to_owned()),
+        drain_seconds: 0,
+        workers: Some(1),
+        idempotency_ttl: 600,
+        idempotency_lease: 10,
+        login_max_failures: 10,
+        login_window: 300,
+        trust_forwarded: false,
+    }
+}
+
+pub fn unique_prefix() -> String {
+    format!("test-{:016x}", rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// A running replica and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub replica: String,
+    pub prefix: String,
+    pub client: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        drop(handle.stop(false));
+    }
+}
+
+/// A response, decoded.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn served_by(&self) -> String {
+        self.headers
+            .get("x-served-by")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+    /// Asserts the RealWorld error shape and returns the `errors` object.
+    pub fn errors(&self) -> &serde_json::Map<String, Value> {
+        let errors = self.body["errors"]
+            .as_object()
+            .unwrap_or_else(|| panic!("not an error body: {}", self.body));
+        for (field, messages) in errors {
+            let list = messages
+                .as_array()
+                .unwrap_or_else(|| panic!("{field} is not a list: {}", self.body));
+            assert!(
+                !list.is_empty() && list.iter().all(Value::is_string),
+                "{}",
+                self.body
+            );
+        }
+        errors
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(test_config(&unique_prefix(), "replica-a")).await
+}
+
+pub async fn spawn_with(config: Config) -> TestApp {
+    init_logs();
+    let prefix = config.redis_prefix.clone();
+    let replica = config.replica_id.clone().unwrap_or_default();
+    let app = Application::build(config).expect("failed to build the app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped(false));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    TestApp {
+        address,
+        replica,
+        prefix,
+        client,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(token) = token {
+            req = req.header("Authorization", format!("Token {token}"));
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(body) = body {
+            req = req.header("Content-Type", "application/json").body(body);
+        }
+        let res = req.send().await.expect("request failed");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.expect("body unreadable");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!("not JSON ({status}): {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.raw(
+            method,
+            path,
+            token,
+            body.map(|b| b.to_string().into_bytes()),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    /// Registers `name` (email `<name>@example.com`, password `password123`) and returns its token.
+    pub async fn register(&self, name: &str) -> String {
+        let reply = self.post("/api/users", None, json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "password123"}})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["user"]["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an article and returns its slug.
+    pub async fn create_article(&self, token: &str, title: &str, tags: &[&str]) -> String {
+        let reply = self
+            .post("/api/articles", Some(token), json!({"article": {"title": title, "description": "about it", "body": "the text", "tagList": tags}}))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["article"]["slug"].as_str().unwrap().to_owned()
+    }
+
+    /// A synchronous Redis connection to look at what requests wrote.
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(redis_url())
+            .unwrap()
+            .get_connection()
+            .expect("cannot reach the test Redis (is scripts/test.sh running it?)")
+    }
+
+    /// Every key under this app's prefix.
+    pub fn keys(&self) -> Vec<String> {
+        let mut con = self.redis();
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut con)
+            .unwrap();
+        keys.sort();
+        keys
+    }
+}

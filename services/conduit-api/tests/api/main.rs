@@ -1,0 +1,14 @@
+//! Integration tests: real replicas against a real Redis (see scripts/test.sh).
+
+mod articles;
+mod auth;
+mod comments;
+mod health;
+mod helpers;
+mod hostile_input;
+mod idempotency;
+mod process;
+mod profiles;
+mod redis_outage;
+mod replicas;
+mod users;

@@ -1,0 +1,214 @@
+use crate::helpers::{spawn_app, spawn_with, test_config, unique_prefix};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn register_returns_201_with_a_working_token() {
+    let app = spawn_app().await;
+    let reply = app.post("/api/users", None, json!({"user": {"username": "jake", "email": "Jake@Example.com", "password": "password123"}})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let user = &reply.body["user"];
+    assert_eq!(user["username"], "jake");
+    assert_eq!(user["email"], "jake@example.com");
+    assert!(user["bio"].is_null() && user["image"].is_null());
+    let token = user["token"].as_str().unwrap();
+    let me = app.get("/api/user", Some(token)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["user"]["username"], "jake");
+}
+
+#[tokio::test]
+async fn usernames_and_emails_are_unique_ignoring_case() {
+    let app = spawn_app().await;
+    app.register("jake").await;
+    let reply = app.post("/api/users", None, json!({"user": {"username": "JAKE", "email": "JAKE@example.com", "password": "password123"}})).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = reply.errors();
+    assert_eq!(errors["username"][0], "has already been taken");
+    assert_eq!(errors["email"][0], "has already been taken");
+}
+
+#[tokio::test]
+async fn registration_reports_every_invalid_field() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({"user": {}}), vec!["username", "email", "password"]),
+        (
+            json!({"user": {"username": "a b", "email": "nope", "password": "short"}}),
+            vec!["username", "email", "password"],
+        ),
+        (
+            json!({"user": {"username": "ok", "email": "ok@x.io", "password": "x".repeat(200)}}),
+            vec!["password"],
+        ),
+    ];
+    for (body, fields) in cases {
+        let reply = app.post("/api/users", None, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let errors = reply.errors();
+        for field in fields {
+            assert!(
+                errors.contains_key(field),
+                "{field} missing for {body}: {}",
+                reply.body
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_succeeds_with_the_right_password_only() {
+    let app = spawn_app().await;
+    app.register("jake").await;
+    let ok = app
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "JAKE@example.com", "password": "password123"}}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(ok.body["user"]["token"].is_string());
+    let wrong = app
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "jake@example.com", "password": "password124"}}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.errors()["email or password"][0], "is invalid");
+    let unknown = app
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "who@example.com", "password": "password123"}}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    let blank = app
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "jake@example.com"}}),
+        )
+        .await;
+    assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn repeated_login_failures_are_limited_for_every_replica_sharing_redis() {
+    // Arrange: two replicas sharing Redis, three failures allowed.
+    let prefix = unique_prefix();
+    let mut config = test_config(&prefix, "a");
+    config.login_max_failures = 3;
+    let a = spawn_with(config.clone()).await;
+    config.replica_id = Some("b".into());
+    let b = spawn_with(config).await;
+    a.register("jake").await;
+    let bad = json!({"user": {"email": "jake@example.com", "password": "wrong-password"}});
+    // Act: the tries are spread over both replicas.
+    for app in [&a, &b, &a] {
+        assert_eq!(
+            app.post("/api/users/login", None, bad.clone()).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let limited = b
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "jake@example.com", "password": "password123"}}),
+        )
+        .await;
+    // Assert: the fourth try is refused even with the right password, with a Retry-After.
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    limited.errors();
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+}
+
+#[tokio::test]
+async fn the_current_user_can_change_every_field() {
+    let app = spawn_app().await;
+    let token = app.register("jake").await;
+    let reply = app
+        .put("/api/user", Some(&token), json!({"user": {"username": "jacob", "email": "jacob@example.com", "bio": "I work", "image": "https://img.example/j.png", "password": "new-password"}}))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let user = &reply.body["user"];
+    assert_eq!(
+        (user["username"].as_str(), user["email"].as_str()),
+        (Some("jacob"), Some("jacob@example.com"))
+    );
+    assert_eq!(
+        (user["bio"].as_str(), user["image"].as_str()),
+        (Some("I work"), Some("https://img.example/j.png"))
+    );
+    // The old name is free again, the new password works, the old email no longer logs in.
+    app.register("jake").await;
+    let login = app
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "jacob@example.com", "password": "new-password"}}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/profiles/jacob", None).await.body["profile"]["bio"],
+        "I work"
+    );
+    // null clears the bio.
+    let cleared = app
+        .put("/api/user", Some(&token), json!({"user": {"bio": null}}))
+        .await;
+    assert!(cleared.body["user"]["bio"].is_null(), "{}", cleared.body);
+}
+
+#[tokio::test]
+async fn updates_are_validated() {
+    let app = spawn_app().await;
+    let token = app.register("jake").await;
+    app.register("taken").await;
+    let cases = [
+        (
+            json!({"user": {}}),
+            "user",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"user": {"username": "taken"}}),
+            "username",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"user": {"email": "taken@example.com"}}),
+            "email",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"user": {"image": "ftp://x"}}),
+            "image",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"user": {"password": "short"}}),
+            "password",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (body, field, status) in cases {
+        let reply = app.put("/api/user", Some(&token), body.clone()).await;
+        assert_eq!(reply.status, status, "{body}");
+        assert!(reply.errors().contains_key(field), "{body}: {}", reply.body);
+    }
+    assert_eq!(
+        app.get("/api/user", Some(&token)).await.body["user"]["username"],
+        "jake"
+    );
+}
