@@ -1,7 +1,7 @@
 //! HTTP client for the API: picks a target round-robin, sends trace headers, retries by the
 //! [`RetryPolicy`], and counts every response per replica.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,9 @@ pub const SERVED_BY: &str = "x-served-by";
 pub const REPLAYED: &str = "idempotent-replayed";
 /// Response header naming the trace the replica recorded the request in.
 pub const TRACE_ID: &str = "x-trace-id";
+
+/// How long a target that refused a connection is skipped when there are others.
+pub const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// One logical request.
 #[derive(Debug, Clone)]
@@ -116,6 +119,9 @@ pub struct Client {
     http: reqwest::Client,
     targets: Vec<String>,
     next: AtomicUsize,
+    /// Per target: milliseconds after `epoch` until which it is skipped.
+    down_until: Vec<AtomicU64>,
+    epoch: Instant,
     policy: RetryPolicy,
     stats: Arc<Stats>,
     tracer: SdkTracer,
@@ -139,6 +145,8 @@ impl Client {
             .build()?;
         Ok(Client {
             http,
+            down_until: targets.iter().map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
             targets,
             next: AtomicUsize::new(0),
             policy,
@@ -152,9 +160,24 @@ impl Client {
         &self.stats
     }
 
-    fn pick_target(&self) -> &str {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
-        &self.targets[i]
+    /// Next target round-robin, skipping `avoid` and targets that refused a connection in the
+    /// last [`DOWN_FOR`] (unless nothing else is left).
+    fn pick_target(&self, avoid: Option<usize>) -> usize {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let usable =
+            |i: usize| Some(i) != avoid && self.down_until[i].load(Ordering::Relaxed) <= now;
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| usable(i))
+            .or_else(|| (0..n).map(|k| (start + k) % n).find(|&i| Some(i) != avoid))
+            .unwrap_or(start % n)
+    }
+
+    fn mark_down(&self, i: usize) {
+        let until = self.epoch.elapsed() + DOWN_FOR;
+        self.down_until[i].store(until.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Send `call` as a child of the span in `parent`, retrying as the policy says.
@@ -163,12 +186,24 @@ impl Client {
         let started = Instant::now();
         let is_write = call.idempotency_key.is_some();
         let mut attempt = 0u32;
+        // Attempts that count against the limit: a write's 409 only means "wait".
+        let mut counted = 0u32;
+        let mut avoid = None;
         let reply = loop {
             attempt += 1;
-            let reply = self.attempt(parent, &call, attempt).await;
+            let (reply, target) = self.attempt(parent, &call, attempt, avoid).await;
+            if !(is_write && reply.outcome == Attempt::Status(409)) {
+                counted += 1;
+            }
+            // A retry goes elsewhere when this target could not be reached or was unavailable.
+            avoid = matches!(
+                reply.outcome,
+                Attempt::Connect | Attempt::Timeout | Attempt::Status(502) | Attempt::Status(503)
+            )
+            .then_some(target);
             match self
                 .policy
-                .decide(is_write, reply.outcome, attempt, started.elapsed())
+                .decide(is_write, reply.outcome, counted.max(1), started.elapsed())
             {
                 Decision::Done => break reply,
                 Decision::RetryAfter(pause) => {
@@ -207,9 +242,15 @@ impl Client {
         }
     }
 
-    async fn attempt(&self, parent: &Context, call: &Call<'_>, attempt: u32) -> Reply {
-        let target = self.pick_target();
-        let url = format!("{target}{}", call.path);
+    async fn attempt(
+        &self,
+        parent: &Context,
+        call: &Call<'_>,
+        attempt: u32,
+        avoid: Option<usize>,
+    ) -> (Reply, usize) {
+        let target = self.pick_target(avoid);
+        let url = format!("{}{}", self.targets[target], call.path);
         let span = self
             .tracer
             .span_builder(format!("{} {}", call.method, call.route))
@@ -290,7 +331,11 @@ impl Client {
             span.set_status(Status::error(reply.outcome.to_string()));
         }
         span.end();
-        reply
+        if reply.outcome == Attempt::Connect && reply.served_by.is_none() && self.targets.len() > 1
+        {
+            self.mark_down(target);
+        }
+        (reply, target)
     }
 }
 
@@ -330,6 +375,55 @@ pub fn encode_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::Tracing;
+
+    async fn client(n: usize) -> Client {
+        let tracing = Tracing::init(None, "grpc").unwrap();
+        let targets = (0..n)
+            .map(|i| format!("http://127.0.0.1:{}", 1 + i))
+            .collect();
+        Client::new(
+            targets,
+            Duration::from_secs(1),
+            RetryPolicy::default(),
+            Arc::new(Stats::default()),
+            tracing.tracer.clone(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn targets_are_used_round_robin() {
+        let c = client(3).await;
+        let picks: Vec<usize> = (0..6).map(|_| c.pick_target(None)).collect();
+        assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_avoids_the_target_that_just_failed() {
+        let c = client(2).await;
+        for _ in 0..6 {
+            assert_eq!(c.pick_target(Some(0)), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_target_that_refused_a_connection_is_skipped_for_a_while() {
+        let c = client(3).await;
+        c.mark_down(1);
+        let picks: Vec<usize> = (0..9).map(|_| c.pick_target(None)).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        assert!(picks.contains(&0) && picks.contains(&2));
+    }
+
+    #[tokio::test]
+    async fn when_every_target_is_down_one_is_still_tried() {
+        let c = client(2).await;
+        c.mark_down(0);
+        c.mark_down(1);
+        assert_eq!(c.pick_target(Some(0)), 1);
+        let _ = c.pick_target(None);
+    }
 
     #[test]
     fn path_segments_are_percent_encoded() {

@@ -200,11 +200,11 @@ impl LiveView {
         }
     }
 
-    /// Leave the last frame on screen.
+    /// Leave the last frame on screen (as it is: `finish` would fill every bar).
     pub fn finish(&self) {
-        self.status.finish();
+        self.status.abandon();
         for bar in self.bars.values() {
-            bar.finish();
+            bar.abandon();
         }
     }
 }

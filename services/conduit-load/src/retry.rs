@@ -71,6 +71,8 @@ pub struct RetryPolicy {
     /// died mid-request until the key's lease expires) keeps being retried, whatever
     /// `max_attempts` says.
     pub in_flight_wait: Duration,
+    /// Pause between retries of a write answered 409.
+    pub in_flight_pause: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -80,18 +82,21 @@ impl Default for RetryPolicy {
             base: Duration::from_millis(50),
             cap: Duration::from_millis(1000),
             in_flight_wait: Duration::from_secs(12),
+            in_flight_pause: Duration::from_millis(200),
         }
     }
 }
 
 impl RetryPolicy {
-    /// Decide after attempt number `attempt` (1-based) of a read (`is_write == false`) or write,
-    /// `elapsed` after the first attempt started.
+    /// Decide after a failed or successful attempt of a read (`is_write == false`) or write.
+    /// `attempt` counts the attempts so far that were not a write's 409 (1-based); `elapsed` is
+    /// the time since the first attempt started.
     ///
     /// Both retry a connect error, 502 and 503, up to `max_attempts`. Writes also retry a timeout
-    /// (the key makes that safe), and a 409 (the same key is still in flight elsewhere) for as
-    /// long as `in_flight_wait`. A read that timed out is counted as failed rather than
-    /// repeated, so a slow replica shows up in the numbers.
+    /// (the key makes that safe), and a 409 (the same key is still in flight elsewhere) every
+    /// `in_flight_pause` for as long as `in_flight_wait`, without using up attempts. A read that
+    /// timed out is counted as failed rather than repeated, so a slow replica shows up in the
+    /// numbers.
     pub fn decide(
         &self,
         is_write: bool,
@@ -104,7 +109,7 @@ impl RetryPolicy {
         }
         if is_write && outcome == Attempt::Status(409) {
             return if elapsed < self.in_flight_wait {
-                Decision::RetryAfter(self.backoff(attempt))
+                Decision::RetryAfter(self.in_flight_pause)
             } else {
                 Decision::Done
             };
@@ -142,6 +147,7 @@ mod tests {
             base: Duration::from_millis(10),
             cap: Duration::from_millis(50),
             in_flight_wait: Duration::from_secs(2),
+            in_flight_pause: Duration::from_millis(30),
         }
     }
 
@@ -214,7 +220,7 @@ mod tests {
         let p = policy();
         assert!(matches!(
             p.decide(true, Attempt::Status(409), 10, Duration::from_secs(1)),
-            Decision::RetryAfter(_)
+            Decision::RetryAfter(d) if d == p.in_flight_pause
         ));
         assert_eq!(
             p.decide(true, Attempt::Status(409), 10, Duration::from_secs(3)),
