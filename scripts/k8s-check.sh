@@ -32,6 +32,7 @@ Environment (defaults in brackets):
   K8S_CHECK_DIR          rendered manifests and reports [target/k8s-check]
   CONDUIT_API_IMAGE      image the dev overlay runs [localhost/conduit-api:0.1.0]
   REDIS_IMAGE            local stand-in for the Redis image in the smoke run [localhost/redis:offline]
+  OTLP_RECEIVER_IMAGE    stands in for Jaeger in the smoke run [localhost/otlp-receiver:0.1.0]
   SMOKE_TIMEOUT          seconds to wait for every replica to be ready [120]
   NICE                   niceness of the heavy steps [15]
 
@@ -61,6 +62,7 @@ TOOLS=${K8S_TOOLS_DIR:-$ROOT/target/k8s-tools}
 OUT=${K8S_CHECK_DIR:-$ROOT/target/k8s-check}
 CONDUIT_API_IMAGE=${CONDUIT_API_IMAGE:-localhost/conduit-api:0.1.0}
 REDIS_IMAGE=${REDIS_IMAGE:-localhost/redis:offline}
+OTLP_RECEIVER_IMAGE=${OTLP_RECEIVER_IMAGE:-localhost/otlp-receiver:0.1.0}
 SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-120}
 NICE=${NICE:-15}
 KUBECTL_MINOR=35
@@ -295,20 +297,24 @@ if ! grep -qs '^ *runtime *= *"runc"' /etc/containers/containers.conf; then
     install -D -m 0644 "$ROOT/deploy/podman/containers.conf" /etc/containers/containers.conf
 fi
 
-if ! podman image exists "$CONDUIT_API_IMAGE" || ! podman image exists "$REDIS_IMAGE"; then
-    [[ -x "$ROOT/scripts/build-images.sh" ]] || die "$CONDUIT_API_IMAGE or $REDIS_IMAGE is missing and scripts/build-images.sh does not exist"
-    log "building the images with scripts/build-images.sh"
-    if podman image exists "$CONDUIT_API_IMAGE"; then
-        REDIS_IMAGE=$REDIS_IMAGE "$ROOT/scripts/build-images.sh" --base-only
-    else
-        CONDUIT_API_IMAGE=$CONDUIT_API_IMAGE REDIS_IMAGE=$REDIS_IMAGE "$ROOT/scripts/build-images.sh" --no-otlp
-    fi
+missing=()
+for image in "$CONDUIT_API_IMAGE" "$REDIS_IMAGE" "$OTLP_RECEIVER_IMAGE"; do
+    podman image exists "$image" || missing+=("$image")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    [[ -x "$ROOT/scripts/build-images.sh" ]] || die "missing ${missing[*]} and scripts/build-images.sh does not exist"
+    log "missing ${missing[*]}: building with scripts/build-images.sh"
+    CONDUIT_API_IMAGE=$CONDUIT_API_IMAGE REDIS_IMAGE=$REDIS_IMAGE OTLP_RECEIVER_IMAGE=$OTLP_RECEIVER_IMAGE \
+        "$ROOT/scripts/build-images.sh"
+    for image in "${missing[@]}"; do
+        podman image exists "$image" || die "scripts/build-images.sh did not build $image"
+    done
 fi
 
 SMOKE_DIR="$OUT/smoke"
 NETWORK=conduit-k8s-smoke
 mkdir -p "$SMOKE_DIR/jwt" "$SMOKE_DIR/redis-data"
-# The key ring the pods read: root-owned, group 10001 (the pods' fsGroup), mode 0440, like the
+# The key ring the pods read: root-owned, group 10001 (the pods' group), mode 0440, like the
 # Secret volume it stands in for.
 write_key_ring "$SMOKE_DIR/jwt/keys"
 chmod 0750 "$SMOKE_DIR/jwt"
@@ -328,20 +334,24 @@ fi
 #  - podman plays Pods and Deployments only: the Redis StatefulSet becomes a one-replica
 #    Deployment whose volumeClaimTemplate is a hostPath directory owned by the Redis uid.
 #  - The Redis image is a locally built stand-in with the same redis-server (no registry here).
-#  - There is no cluster DNS or Service: the API pods reach Redis by its pod name, and tracing
-#    export is off (Jaeger is not run).
-#  - Of the downward API podman fills only metadata.name: the node and namespace fields become
-#    fixed values.
+#  - Jaeger has no local stand-in: the project's otlp-receiver takes its place (same OTLP
+#    ports), so the script can count the spans each replica exported.
+#  - There is no cluster DNS or Service: the API pods reach Redis and the trace receiver by
+#    their pod names.
+#  - podman fills the downward-API field metadata.name but rejects spec.nodeName and
+#    metadata.namespace: those two become fixed values.
 #  - Services, Ingress, autoscaler, disruption budget and network policies have no podman
 #    equivalent and are left out.
-python3 - "$OUT/rendered/dev.yaml" "$SMOKE_DIR/play.yaml" "$SMOKE_DIR" "$CONDUIT_API_IMAGE" "$REDIS_IMAGE" <<'EOF'
+python3 - "$OUT/rendered/dev.yaml" "$SMOKE_DIR/play.yaml" "$SMOKE_DIR" "$CONDUIT_API_IMAGE" \
+    "$REDIS_IMAGE" "$OTLP_RECEIVER_IMAGE" <<'EOF'
 import sys
 import yaml
 
-src, dst, smoke_dir, api_image, redis_image = sys.argv[1:]
+src, dst, smoke_dir, api_image, redis_image, otlp_image = sys.argv[1:]
 docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(src)) if d}
 api = docs[("Deployment", "conduit-api")]
 redis = docs[("StatefulSet", "redis")]
+jaeger = docs[("Deployment", "jaeger")]
 
 pod = api["spec"]["template"]["spec"]
 (c,) = pod["containers"]
@@ -351,11 +361,14 @@ for v in pod["volumes"]:
     if "secret" in v:
         v.pop("secret")
         v["hostPath"] = {"path": f"{smoke_dir}/jwt", "type": "Directory"}
-env = [e for e in c["env"] if e["name"] != "OTEL_EXPORTER_OTLP_ENDPOINT"]
+env = c["env"]
 fixed = {"spec.nodeName": "podman-smoke", "metadata.namespace": api["metadata"]["namespace"]}
+by_pod_name = {"REDIS_URL": "redis://redis-pod-0:6379", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger-pod-0:4317"}
 for e in env:
-    if e["name"] == "REDIS_URL":
-        e["value"] = "redis://redis-pod-0:6379"
+    if e["name"] in by_pod_name:
+        if "://redis:" not in e["value"] and "://jaeger:" not in e["value"]:
+            sys.exit(f"unexpected {e['name']}={e['value']} in the dev overlay")
+        e["value"] = by_pod_name[e["name"]]
     path = (e.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
     if path in fixed:
         e.pop("valueFrom")
@@ -368,6 +381,11 @@ redis_pod["volumes"] = [
     {"name": t["metadata"]["name"], "hostPath": {"path": f"{smoke_dir}/redis-data", "type": "Directory"}}
     for t in redis["spec"].pop("volumeClaimTemplates")
 ]
+(receiver,) = jaeger["spec"]["template"]["spec"]["containers"]
+receiver["image"] = otlp_image
+receiver["ports"] = [p for p in receiver["ports"] if p["containerPort"] in (4317, 4318)]
+for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    receiver.pop(probe, None)
 redis_deployment = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
@@ -376,7 +394,7 @@ redis_deployment = {
 }
 with open(dst, "w") as f:
     f.write("# Generated by scripts/k8s-check.sh from the rendered dev overlay; see the script.\n")
-    yaml.safe_dump_all([redis_deployment, api], f, sort_keys=False)
+    yaml.safe_dump_all([redis_deployment, jaeger, api], f, sort_keys=False)
 EOF
 log "smoke manifest: $SMOKE_DIR/play.yaml"
 REPLICAS=$(python3 -c 'import sys, yaml
@@ -391,7 +409,7 @@ cleanup() {
     if [[ $status != 0 ]]; then
         log "smoke run failed; pod logs follow"
         podman ps -a --format '{{.Names}}' 2>/dev/null |
-            grep -E '^(conduit-api|redis)-pod-[0-9]+-(conduit-api|redis)$' | while read -r name; do
+            grep -E '^(conduit-api|redis|jaeger)-pod-[0-9]+-(conduit-api|redis|jaeger)$' | while read -r name; do
                 log "--- $name"
                 podman logs --tail 30 "$name" 2>&1 | sed 's/^/    /' >&2 || true
             done
@@ -408,7 +426,7 @@ remove_pods() {
     # `podman kube down` stops at the first pod it cannot find (a half-failed play), so the
     # pods are also removed by name.
     podman kube down "$SMOKE_DIR/play.yaml" >/dev/null 2>&1 || true
-    podman pod rm -f --ignore "${PODS[@]}" redis-pod-0 >/dev/null 2>&1 || true
+    podman pod rm -f --ignore "${PODS[@]}" redis-pod-0 jaeger-pod-0 >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -480,5 +498,20 @@ if [[ -z $(find "$SMOKE_DIR/redis-data" -name '*.aof*' -print -quit) ]]; then
     die "no append-only file in the Redis data volume"
 fi
 log "redis: append-only file written to its data volume"
-log "step 4 ok: $REPLICAS replicas ready and serving one shared user"
+
+# Every replica exported spans, named after its pod (service.instance.id).
+receiver_ip=$(podman inspect --format "{{(index .NetworkSettings.Networks \"$NETWORK\").IPAddress}}" jaeger-pod-0-jaeger)
+spans_of_every_pod() {
+    curl -sS --max-time 5 "http://$receiver_ip:4318/report?spans=false" -o "$SMOKE_DIR/report.json" &&
+        python3 -c 'import json, sys
+per_instance = json.load(open(sys.argv[1])).get("spans_per_instance", {})
+sys.exit(any(per_instance.get(pod, 0) == 0 for pod in sys.argv[2:]))' "$SMOKE_DIR/report.json" "${PODS[@]}"
+}
+deadline=$((SECONDS + 30))
+until spans_of_every_pod; do
+    ((SECONDS < deadline)) || die "not every replica's spans reached the trace receiver: $(cat "$SMOKE_DIR/report.json" 2>/dev/null)"
+    sleep 2
+done
+log "traces: spans per replica $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["spans_per_instance"])' "$SMOKE_DIR/report.json")"
+log "step 4 ok: $REPLICAS replicas ready, serving one shared user and exporting traces"
 log "done"
