@@ -15,7 +15,8 @@ use clap::Parser;
                   with N virtual users. Shows requests per replica (from X-Served-By) live, \
                   prints a summary table (or JSON with --json), and exits non-zero when a \
                   --min-replicas or --max-errors check fails.\n\n\
-                  Exit codes: 0 success, 1 a check failed, 2 the run could not start or seeding failed."
+                  Exit codes: 0 success; 1 a check failed or the run was interrupted; \
+                  2 bad settings, or no virtual user could register (is the API up?)."
 )]
 pub struct Cli {
     /// Base URL of the API; a comma-separated list is used round-robin (one URL per replica,
@@ -32,11 +33,12 @@ pub struct Cli {
     #[arg(long, env = "CONDUIT_LOAD_USERS", default_value_t = 10)]
     pub users: usize,
 
-    /// Total requests per second across all users (0 = as fast as possible).
+    /// Total operations per second across all users (0 = as fast as the users can go; each
+    /// user waits for one answer before its next operation).
     #[arg(long, env = "CONDUIT_LOAD_RATE", default_value_t = 0.0)]
     pub rate: f64,
 
-    /// Length of the mixed phase in seconds (ignored when --requests is given).
+    /// Length of the mixed phase in seconds (ignored when --requests is given; 0 = seed only).
     #[arg(long, env = "CONDUIT_LOAD_DURATION", default_value_t = 30.0)]
     pub duration: f64,
 

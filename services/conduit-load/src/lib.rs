@@ -287,8 +287,13 @@ pub async fn run_checked(cli: Cli) -> anyhow::Result<Summary> {
 
     // Articles, spread over every account.
     let mut set = JoinSet::new();
-    for j in 0..cli.seed_articles {
-        let (_, acc, cx) = accounts[j % accounts.len().max(1)].clone();
+    let article_count = if accounts.is_empty() {
+        0
+    } else {
+        cli.seed_articles
+    };
+    for j in 0..article_count {
+        let (_, acc, cx) = accounts[j % accounts.len()].clone();
         let mut rng = StdRng::seed_from_u64(base_seed ^ (0x2000_0000 + j as u64));
         let (world, limit, stop) = (world.clone(), limit.clone(), stop.clone());
         set.spawn(async move {

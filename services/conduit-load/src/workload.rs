@@ -307,11 +307,12 @@ impl World {
         );
         let reply = self.client.send(cx, call).await;
         if !reply.ok() {
-            log::warn!(
-                "registering {username} failed: {} {}",
-                reply.outcome,
-                reply.body
-            );
+            let body = if reply.body.is_null() {
+                String::new()
+            } else {
+                format!(" {}", reply.body)
+            };
+            log::warn!("registering {username} failed: {}{body}", reply.outcome);
             return None;
         }
         let Some(token) = reply.body["user"]["token"].as_str() else {
