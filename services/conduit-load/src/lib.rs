@@ -76,7 +76,18 @@ pub async fn run(cli: Cli) -> u8 {
         eprintln!("error: {msg}");
         return EXIT_FATAL;
     }
-    match run_checked(cli).await {
+    // Ctrl-C: stop after the current operations, then summarise.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                log::warn!("interrupted: finishing the operations in flight");
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    match run_until(cli, stop).await {
         Ok(summary) => {
             if summary.ok {
                 EXIT_OK
@@ -93,6 +104,11 @@ pub async fn run(cli: Cli) -> u8 {
 
 /// Run with valid settings; the summary has already been printed when this returns `Ok`.
 pub async fn run_checked(cli: Cli) -> anyhow::Result<Summary> {
+    run_until(cli, Arc::default()).await
+}
+
+/// Like [`run_checked`], stopping early (and marking the run interrupted) once `stop` is set.
+pub async fn run_until(cli: Cli, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     let tracing = Tracing::init(cli.otlp_endpoint.as_deref(), &cli.otlp_protocol)?;
     let base_seed = cli.random_seed.unwrap_or_else(|| rand::rng().random());
     let run_id = format!("{:08x}", rand::rng().random::<u32>());
@@ -135,18 +151,6 @@ pub async fn run_checked(cli: Cli) -> anyhow::Result<Summary> {
         targets.join(", ")
     );
 
-    // Ctrl-C: stop after the current operations, then summarise.
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                log::warn!("interrupted: finishing the operations in flight");
-                stop.store(true, Ordering::SeqCst);
-            }
-        });
-    }
-
     // Live view, timeline and progress, ticking every 500 ms until told to stop.
     let phase = Arc::new(AtomicU8::new(PHASE_SEED));
     let tui = !cli.no_tui && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
@@ -162,6 +166,8 @@ pub async fn run_checked(cli: Cli) -> anyhow::Result<Summary> {
             }
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate; start counting half-seconds after it.
+            tick.tick().await;
             let mut n: u64 = 0;
             let mut last_requests = 0;
             let mut last_at = Instant::now();
