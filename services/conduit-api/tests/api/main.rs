@@ -11,4 +11,5 @@ mod process;
 mod profiles;
 mod redis_outage;
 mod replicas;
+mod tracing;
 mod users;
