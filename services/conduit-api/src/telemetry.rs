@@ -28,6 +28,10 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
+/// The log filter when `RUST_LOG` is not set: our request lines at info; client errors (4xx),
+/// which the request line already shows, are not repeated as warnings.
+pub const DEFAULT_LOG_FILTER: &str = "info,tracing_actix_web=error";
+
 /// Spans from these crates would describe the exporter exporting itself.
 const TRACE_FILTER: &str = "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
 

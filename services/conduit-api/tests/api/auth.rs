@@ -64,7 +64,16 @@ async fn bad_tokens_are_refused_with_401() {
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"test1"}"#),
         URL_SAFE_NO_PAD.encode(claims(&sub).to_string())
     );
+    // HS/RS confusion: an RS256 header over an HMAC made with the shared secret.
+    let rs_confusion = {
+        forged::token(
+            r#"{"alg":"RS256","typ":"JWT","kid":"test1"}"#,
+            &claims(&sub),
+            key,
+        )
+    };
     let cases: Vec<(&str, String)> = vec![
+        ("alg confusion", format!("Token {rs_confusion}")),
         (
             "expired",
             format!("Token {}", sign(Some("test1"), key, expired)),
@@ -197,4 +206,26 @@ async fn a_replica_without_a_key_refuses_to_start_and_says_how_to_make_one() {
         Err(err) => format!("{err:#}"),
     };
     assert!(err.contains("conduit-api keygen"), "{err}");
+}
+
+/// Builds a token with any header, signed with HMAC-SHA256 over `header.payload`.
+mod forged {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    pub fn token(header: &str, claims: &serde_json::Value, secret: &str) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        // Reuse jsonwebtoken's HS256 signer for the MAC itself.
+        let mac = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{signing_input}.{mac}")
+    }
 }
