@@ -1,5 +1,7 @@
 //! `Idempotency-Key` handling, shared by every POST, PUT and DELETE.
 //!
+//! Every POST, PUT and DELETE takes part except login, which writes nothing.
+//!
 //! The middleware scopes the key to the caller (user id from a valid token, or `anon`), fingerprints
 //! the request (method, path, query, body), and asks the store what to do:
 //! - first time: take a lease and run the handler. The handler passes the lease to its store write,
@@ -70,10 +72,12 @@ pub async fn idempotency(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Logging in changes nothing (it is safe to repeat), and its response is a fresh token that
+    // has no business being stored.
     let is_write = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    );
+    ) && req.path() != "/api/users/login";
     let Some(key) = req
         .headers()
         .get("idempotency-key")
