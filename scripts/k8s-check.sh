@@ -333,7 +333,8 @@ fi
 #    ring Secret volume becomes a hostPath to the generated key file above.
 #  - podman plays Pods and Deployments only: the Redis StatefulSet becomes a one-replica
 #    Deployment whose volumeClaimTemplate is a hostPath directory owned by the Redis uid.
-#  - The Redis image is a locally built stand-in with the same redis-server (no registry here).
+#  - The Redis image is a locally built stand-in with the same redis-server, and no image is
+#    pulled (imagePullPolicy IfNotPresent): there is no registry to pull from.
 #  - Jaeger has no local stand-in: the project's otlp-receiver takes its place (same OTLP
 #    ports), so the script can count the spans each replica exported.
 #  - There is no cluster DNS or Service: the API pods reach Redis and the trace receiver by
@@ -386,6 +387,9 @@ receiver["image"] = otlp_image
 receiver["ports"] = [p for p in receiver["ports"] if p["containerPort"] in (4317, 4318)]
 for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
     receiver.pop(probe, None)
+for workload in (api, redis, jaeger):
+    for container in workload["spec"]["template"]["spec"]["containers"]:
+        container["imagePullPolicy"] = "IfNotPresent"
 redis_deployment = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
@@ -493,11 +497,13 @@ for pod in "${PODS[@]}"; do
     log "$pod: GET /api/user 200 with the token from ${PODS[0]}"
 done
 
-# Redis really ran with the append-only file on its volume.
-if [[ -z $(find "$SMOKE_DIR/redis-data" -name '*.aof*' -print -quit) ]]; then
-    die "no append-only file in the Redis data volume"
-fi
-log "redis: append-only file written to its data volume"
+# Redis logged the new user to its append-only file on the data volume (fsync every second).
+deadline=$((SECONDS + 10))
+until grep -rqs --include='*.aof' "$user" "$SMOKE_DIR/redis-data"; do
+    ((SECONDS < deadline)) || die "the new user is not in Redis's append-only file on its data volume"
+    sleep 1
+done
+log "redis: the new user is in the append-only file on the data volume"
 
 # Every replica exported spans, named after its pod (service.instance.id).
 receiver_ip=$(podman inspect --format "{{(index .NetworkSettings.Networks \"$NETWORK\").IPAddress}}" jaeger-pod-0-jaeger)
