@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# End-to-end test of the compose cluster, through nginx only: builds the images
+# (scripts/build-images.sh), starts redis, keygen, 3 API replicas, nginx and the trace receiver
+# with podman-compose under a unique project name, then checks
+#   - the RealWorld flow (register, login, create and read articles) and W3C trace propagation,
+#   - 3 distinct replicas answer (X-Served-By), and a token issued by one works on all,
+#   - scaling to 5 replicas is picked up by nginx without a restart,
+#   - under continuous traffic, scaling down to 2 and SIGKILLing one replica fails no read and
+#     loses or duplicates no acknowledged write (Idempotency-Key retries; counted in Redis),
+#   - Redis restarts with its data (append-only file) and the API recovers by itself.
+# Everything the test started is removed at the end, also on failure. Prints a summary table.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+usage() {
+    cat <<'EOF'
+Usage: scripts/e2e-compose.sh [OPTIONS]
+
+Runs the compose cluster end to end with podman-compose and checks it through nginx.
+
+Options:
+  --skip-build     use the existing images (do not run scripts/build-images.sh)
+  --keep           leave the stack running at the end (for debugging); remove it later with
+                   podman-compose -p <project> -f compose.yaml -f deploy/compose.offline.yaml down -v
+  -h, --help       show this help
+
+Environment:
+  E2E_PROJECT      compose project name [conduit-e2e-<pid>]
+  E2E_HTTP_PORT    host port for nginx [a free port]
+  E2E_TRAFFIC_SECONDS  upper bound of the traffic phase [60]
+  CONDUIT_REDIS_PREFIX Redis key prefix of the API [conduit]
+  Image variables as in scripts/build-images.sh and deploy/compose.offline.yaml.
+EOF
+}
+
+log() { printf '[e2e-compose] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+BUILD=1
+KEEP=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --skip-build) BUILD=0 ;;
+        --keep) KEEP=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+
+for tool in podman podman-compose curl python3; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "$tool is required (apt-get install -y podman runc curl python3; pip install podman-compose)"
+done
+if [[ ! -e /etc/containers/containers.conf ]]; then
+    [[ $(id -u) == 0 ]] || die "/etc/containers/containers.conf is missing (see deploy/podman/containers.conf)"
+    log "installing deploy/podman/containers.conf as /etc/containers/containers.conf"
+    install -D -m 0644 "$ROOT/deploy/podman/containers.conf" /etc/containers/containers.conf
+fi
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+PROJECT=${E2E_PROJECT:-conduit-e2e-$$}
+PREFIX=${CONDUIT_REDIS_PREFIX:-conduit}
+TRAFFIC_SECONDS=${E2E_TRAFFIC_SECONDS:-60}
+export CONDUIT_HTTP_PORT=${E2E_HTTP_PORT:-$(free_port)}
+export OTLP_REPORT_PORT=${OTLP_REPORT_PORT:-$(free_port)}
+export JAEGER_UI_PORT=${JAEGER_UI_PORT:-$(free_port)}
+BASE="http://127.0.0.1:$CONDUIT_HTTP_PORT"
+REPORT_URL="http://127.0.0.1:$OTLP_REPORT_PORT/report?spans=false"
+COMPOSE=(podman-compose -p "$PROJECT" -f "$ROOT/compose.yaml" -f "$ROOT/deploy/compose.offline.yaml")
+TMP=$(mktemp -d)
+COMPOSE_LOG="$TMP/compose.log"
+START=$SECONDS
+
+# --- summary ---------------------------------------------------------------------------------
+RESULTS=()
+FAILURES=0
+record() {
+    # record CHECK ok|FAIL DETAIL
+    RESULTS+=("$1|$2|$3")
+    if [[ $2 == ok ]]; then log "ok    $1: $3"; else FAILURES=$((FAILURES + 1)); log "FAIL  $1: $3"; fi
+}
+check() {
+    # check NAME DETAIL CONDITION...: records ok when the condition command succeeds
+    local name=$1 detail=$2
+    shift 2
+    if "$@"; then record "$name" ok "$detail"; else record "$name" FAIL "$detail"; fi
+}
+summary() {
+    local row name result detail
+    printf '\n%-44s %-6s %s\n' "CHECK" "RESULT" "DETAIL" >&2
+    printf '%-44s %-6s %s\n' "--------------------------------------------" "------" "------" >&2
+    for row in "${RESULTS[@]}"; do
+        IFS='|' read -r name result detail <<<"$row"
+        printf '%-44s %-6s %s\n' "$name" "$result" "$detail" >&2
+    done
+    printf '\n%d checks, %d failed, %d s (project %s)\n' "${#RESULTS[@]}" "$FAILURES" \
+        "$((SECONDS - START))" "$PROJECT" >&2
+}
+
+teardown() {
+    local status=$?
+    if [[ $status != 0 || $FAILURES != 0 ]]; then
+        log "failure: last lines of the compose log and of the containers"
+        grep -v 'systemd connection' "$COMPOSE_LOG" 2>/dev/null | tail -n 20 >&2 || true
+        for c in $(podman ps -a --format '{{.Names}}' --filter "label=io.podman.compose.project=$PROJECT" 2>/dev/null); do
+            log "--- $c"
+            podman logs --tail 8 "$c" 2>&1 | cut -c1-240 | sed 's/^/    /' >&2 || true
+        done
+    fi
+    if [[ $KEEP == 1 ]]; then
+        log "--keep: the stack keeps running as project $PROJECT on $BASE"
+    else
+        log "tearing down project $PROJECT"
+        "${COMPOSE[@]}" down -v -t 5 >>"$COMPOSE_LOG" 2>&1 || true
+        # podman-compose down can leave scaled replicas behind.
+        podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
+        podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
+        podman network ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman network rm -f >/dev/null 2>&1 || true
+    fi
+    summary
+    rm -rf "$TMP"
+    if [[ $status == 0 && $FAILURES != 0 ]]; then status=1; fi
+    exit "$status"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# --- helpers ---------------------------------------------------------------------------------
+STATUS=000
+SERVED_BY=
+api() {
+    # api METHOD PATH [JSON BODY] [TOKEN] [EXTRA CURL ARGS...]: sets STATUS and SERVED_BY,
+    # the body is in $TMP/body and the headers in $TMP/headers.
+    local method=$1 path=$2 body=${3:-} token=${4:-}
+    local args=(-sS -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' -X "$method" --max-time 15)
+    shift 2
+    shift $(($# > 2 ? 2 : $#))
+    [[ -n $body ]] && args+=(-H 'Content-Type: application/json' --data "$body")
+    [[ -n $token ]] && args+=(-H "Authorization: Token $token")
+    STATUS=$(curl "${args[@]}" "$@" "$BASE$path" 2>"$TMP/curl.err") || STATUS=000
+    SERVED_BY=$(header X-Served-By)
+}
+header() { sed -n "s/^$1: *//Ip" "$TMP/headers" 2>/dev/null | tr -d '\r' | tail -n 1; }
+json() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/body" "$1"; }
+compose() { "${COMPOSE[@]}" "$@" >>"$COMPOSE_LOG" 2>&1; }
+container() { printf '%s_%s_%s' "$PROJECT" "$1" "${2:-1}"; }
+redis_cli() { podman exec "$(container redis)" redis-cli "$@" | tr -d '\r'; }
+wait_until() {
+    # wait_until SECONDS DESCRIPTION COMMAND...: polls once a second
+    local deadline=$((SECONDS + $1)) what=$2
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || { log "timed out after waiting for $what"; return 1; }
+        sleep 1
+    done
+}
+http_ok() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$BASE$1") == 200 ]]; }
+distinct_replicas() {
+    # distinct_replicas WANT MAX_REQUESTS PATH [TOKEN]: GETs PATH until WANT distinct
+    # X-Served-By values answered 200; sets SEEN (space-separated) and NON_200.
+    local want=$1 max=$2 path=$3 token=${4:-} i
+    declare -A seen=()
+    NON_200=0
+    for ((i = 0; i < max; i++)); do
+        api GET "$path" "" "$token"
+        if [[ $STATUS == 200 && -n $SERVED_BY ]]; then
+            seen[$SERVED_BY]=1
+        else
+            NON_200=$((NON_200 + 1))
+        fi
+        ((${#seen[@]} >= want)) && break
+        ((i % 10 == 9)) && sleep 0.5
+    done
+    SEEN="${!seen[*]}"
+    REQUESTS=$((i + 1))
+    ((${#seen[@]} >= want))
+}
+count_words() { wc -w <<<"$1" | tr -d ' '; }
+
+# --- build and start ---------------------------------------------------------------------------
+if [[ $BUILD == 1 ]]; then
+    log "building images (scripts/build-images.sh)"
+    "$ROOT/scripts/build-images.sh"
+fi
+VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml")
+export CONDUIT_API_IMAGE=${CONDUIT_API_IMAGE:-localhost/conduit-api:${VERSION:-0.1.0}}
+export OTLP_RECEIVER_IMAGE=${OTLP_RECEIVER_IMAGE:-localhost/otlp-receiver:${VERSION:-0.1.0}}
+for image in "$CONDUIT_API_IMAGE" "${NGINX_OFFLINE_IMAGE:-localhost/nginx:offline}" \
+    "${REDIS_OFFLINE_IMAGE:-localhost/redis:offline}"; do
+    podman image exists "$image" || die "image $image is missing (run scripts/build-images.sh)"
+done
+SERVICES=(redis keygen api nginx)
+if podman image exists "$OTLP_RECEIVER_IMAGE"; then
+    SERVICES+=(jaeger)
+else
+    log "$OTLP_RECEIVER_IMAGE is missing: running without a trace receiver"
+fi
+
+log "starting project $PROJECT with 3 replicas, nginx on $BASE"
+UP_START=$SECONDS
+compose up -d --no-build --scale api=3 "${SERVICES[@]}" || die "podman-compose up failed (log: see above)"
+wait_until 60 "nginx" http_ok /nginx-health
+check "nginx answers /nginx-health" "$((SECONDS - UP_START)) s after up" http_ok /nginx-health
+wait_until 90 "a ready replica behind nginx" http_ok /readyz || true
+check "API ready through nginx (/readyz)" "$((SECONDS - UP_START)) s after up" http_ok /readyz
+if distinct_replicas 3 60 /readyz; then
+    record "3 replicas serve" ok "$REQUESTS requests: $SEEN"
+else
+    record "3 replicas serve" FAIL "only '$SEEN' in $REQUESTS requests"
+fi
+
+# --- the RealWorld flow through nginx --------------------------------------------------------
+USERNAME="e2e_$(date +%s)_$$"
+PASSWORD="e2e-password-$RANDOM$RANDOM"
+api POST /api/users "{\"user\":{\"username\":\"$USERNAME\",\"email\":\"$USERNAME@example.com\",\"password\":\"$PASSWORD\"}}"
+REGISTER_STATUS=$STATUS
+check "register a user (POST /api/users)" "status $STATUS via ${SERVED_BY:-?}" test "$STATUS" = 201
+api POST /api/users/login "{\"user\":{\"email\":\"$USERNAME@example.com\",\"password\":\"$PASSWORD\"}}"
+TOKEN=
+ISSUER=$SERVED_BY
+[[ $STATUS == 200 ]] && TOKEN=$(json 'd["user"]["token"]')
+check "log in (POST /api/users/login)" "status $STATUS via ${ISSUER:-?}" test -n "$TOKEN"
+[[ $REGISTER_STATUS == 201 && -n $TOKEN ]] || die "cannot continue without a user"
+
+api POST /api/articles '{"article":{"title":"Scaling stateless replicas","description":"e2e","body":"Written through nginx.","tagList":["e2e"]}}' "$TOKEN"
+SLUG=
+[[ $STATUS == 201 ]] && SLUG=$(json 'd["article"]["slug"]')
+check "create an article (POST /api/articles)" "status $STATUS via ${SERVED_BY:-?}, slug ${SLUG:-none}" test -n "$SLUG"
+[[ -n $SLUG ]] || die "cannot continue without an article"
+api GET "/api/articles/$SLUG"
+TITLE=
+[[ $STATUS == 200 ]] && TITLE=$(json 'd["article"]["title"]')
+check "read it back (GET /api/articles/{slug})" "status $STATUS via ${SERVED_BY:-?}" \
+    test "$TITLE" = "Scaling stateless replicas"
+api GET "/api/articles?author=$USERNAME"
+COUNT=-1
+[[ $STATUS == 200 ]] && COUNT=$(json 'd["articlesCount"]')
+check "list by author (GET /api/articles?author=)" "status $STATUS, articlesCount $COUNT" test "$COUNT" = 1
+
+if distinct_replicas 3 60 /api/user "$TOKEN" && ((NON_200 == 0)); then
+    record "token from $ISSUER works on every replica" ok "GET /api/user 200 on $SEEN"
+else
+    record "token from $ISSUER works on every replica" FAIL "$NON_200 non-200 answers; 200 from '$SEEN'"
+fi
+
+TRACE_ID=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+api GET /api/tags "" "" -H "traceparent: 00-$TRACE_ID-$(python3 -c 'import secrets; print(secrets.token_hex(8))')-01"
+check "traceparent passes nginx (X-Trace-Id)" "sent trace $TRACE_ID, got $(header X-Trace-Id)" \
+    test "$(header X-Trace-Id)" = "$TRACE_ID"
+
+# --- scale up to 5 -----------------------------------------------------------------------------
+NGINX_STARTED=$(podman inspect --format '{{.State.StartedAt}}' "$(container nginx)")
+log "scaling to 5 replicas"
+SCALE_START=$SECONDS
+compose up -d --no-build --scale api=5 "${SERVICES[@]}" || die "podman-compose up --scale api=5 failed"
+if distinct_replicas 5 400 /readyz; then
+    record "scale to 5: nginx finds 5 replicas" ok "$REQUESTS requests, $((SECONDS - SCALE_START)) s: $SEEN"
+else
+    record "scale to 5: nginx finds 5 replicas" FAIL "only '$SEEN' in $REQUESTS requests"
+fi
+check "nginx was not restarted" "started $NGINX_STARTED" \
+    test "$(podman inspect --format '{{.State.StartedAt}}' "$(container nginx)")" = "$NGINX_STARTED"
+
+# --- scale down and kill under traffic -----------------------------------------------------------
+ARTICLES_BEFORE=$(redis_cli ZCARD "$PREFIX:articles")
+log "traffic for up to $TRAFFIC_SECONDS s; $ARTICLES_BEFORE articles in Redis"
+python3 "$ROOT/scripts/compose-traffic.py" --base-url "$BASE" --token "$TOKEN" --read-slug "$SLUG" \
+    --duration "$TRAFFIC_SECONDS" --stop-file "$TMP/stop" >"$TMP/traffic.json" &
+TRAFFIC_PID=$!
+sleep 4
+log "scaling down to 2: stopping replicas 5, 4 and 3 (SIGTERM, drain)"
+podman stop -t 20 "$(container api 5)" "$(container api 4)" "$(container api 3)" >>"$COMPOSE_LOG" 2>&1
+# podman-compose created nginx with a dependency on the first 3 replicas, so replica 3 can be
+# stopped but not removed while nginx exists; the later ones go away completely.
+podman rm "$(container api 5)" "$(container api 4)" >>"$COMPOSE_LOG" 2>&1
+sleep 3
+VICTIM=$(container api 2)
+log "SIGKILL $VICTIM"
+podman kill --signal KILL "$VICTIM" >>"$COMPOSE_LOG" 2>&1
+sleep 8
+touch "$TMP/stop"
+wait "$TRAFFIC_PID" || die "the traffic generator failed"
+
+tr_get() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/traffic.json" "$1"; }
+READS_OK=$(tr_get 'd["reads_ok"]')
+READS_FAILED=$(tr_get 'd["reads_failed"]')
+ACKED=$(tr_get 'd["writes_acked"]')
+UNACKED=$(tr_get 'd["writes_unacked"]')
+RETRIES=$(tr_get 'd["write_retries"]')
+DISTINCT_ACKED=$(tr_get 'len(set(d["acked_slugs"]))')
+log "traffic: $(tr_get '{k: v for k, v in d.items() if k != "acked_slugs"}')"
+check "no failed read under scale-down + SIGKILL" "$READS_OK ok, $READS_FAILED failed" \
+    test "$READS_FAILED" = 0 -a "$READS_OK" -gt 0
+check "every write acknowledged (with retries)" "$ACKED acknowledged, $UNACKED not, $RETRIES retries" \
+    test "$UNACKED" = 0 -a "$ACKED" -gt 0 -a "$DISTINCT_ACKED" = "$ACKED"
+ARTICLES_AFTER=$(redis_cli ZCARD "$PREFIX:articles")
+check "no write lost or duplicated (Redis)" \
+    "ZCARD $PREFIX:articles $ARTICLES_BEFORE -> $ARTICLES_AFTER, expected +$ACKED" \
+    test "$ARTICLES_AFTER" = "$((ARTICLES_BEFORE + ACKED))"
+api GET "/api/articles?tag=e2e-traffic&limit=1"
+TAGGED=-1
+[[ $STATUS == 200 ]] && TAGGED=$(json 'd["articlesCount"]')
+check "acknowledged writes readable via the API" "articlesCount for tag e2e-traffic: $TAGGED" \
+    test "$TAGGED" = "$ACKED"
+
+# --- restart Redis -----------------------------------------------------------------------------
+log "restarting Redis"
+check "Redis runs with appendonly" "CONFIG GET appendonly" \
+    test "$(redis_cli CONFIG GET appendonly | tail -n 1)" = yes
+REDIS_START=$SECONDS
+podman restart -t 10 "$(container redis)" >>"$COMPOSE_LOG" 2>&1
+wait_until 60 "Redis" test "$(redis_cli PING 2>/dev/null)" = PONG || true
+wait_until 60 "the API to reconnect" http_ok "/api/articles/$SLUG" || true
+check "API recovers after a Redis restart" "$((SECONDS - REDIS_START)) s until GET article 200" \
+    http_ok "/api/articles/$SLUG"
+check "data survives the Redis restart" "ZCARD $(redis_cli ZCARD "$PREFIX:articles" 2>/dev/null), expected $ARTICLES_AFTER" \
+    test "$(redis_cli ZCARD "$PREFIX:articles" 2>/dev/null)" = "$ARTICLES_AFTER"
+api POST /api/users/login "{\"user\":{\"email\":\"$USERNAME@example.com\",\"password\":\"$PASSWORD\"}}"
+check "log in again after the restart" "status $STATUS via ${SERVED_BY:-?}" test "$STATUS" = 200
+
+# --- traces (informational: the receiver batches) ------------------------------------------------
+if curl -fsS --max-time 5 -o "$TMP/report.json" "$REPORT_URL" 2>/dev/null; then
+    INSTANCES=$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(len([k for k in d["spans_per_instance"] if k != "(none)"]), "instances,", d["total_spans"], "spans")' "$TMP/report.json")
+    record "traces reach the OTLP receiver (info)" ok "$INSTANCES"
+else
+    record "traces reach the OTLP receiver (info)" ok "report not reachable; not checked"
+fi
+log "done"
