@@ -341,6 +341,11 @@ fi
 #    their pod names.
 #  - podman fills the downward-API field metadata.name but rejects spec.nodeName and
 #    metadata.namespace: those two become fixed values.
+#  - podman 4.3 publishes every containerPort on the host (all replicas would fight over
+#    0.0.0.0:8080), so container ports are left out; the script talks to the pods' addresses
+#    on the network it created. Probes go too: podman runs them only from systemd timers,
+#    which this setup does not have, and they name ports that are no longer declared. The
+#    script probes /readyz itself.
 #  - Services, Ingress, autoscaler, disruption budget and network policies have no podman
 #    equivalent and are left out.
 python3 - "$OUT/rendered/dev.yaml" "$SMOKE_DIR/play.yaml" "$SMOKE_DIR" "$CONDUIT_API_IMAGE" \
@@ -384,12 +389,11 @@ redis_pod["volumes"] = [
 ]
 (receiver,) = jaeger["spec"]["template"]["spec"]["containers"]
 receiver["image"] = otlp_image
-receiver["ports"] = [p for p in receiver["ports"] if p["containerPort"] in (4317, 4318)]
-for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-    receiver.pop(probe, None)
 for workload in (api, redis, jaeger):
     for container in workload["spec"]["template"]["spec"]["containers"]:
         container["imagePullPolicy"] = "IfNotPresent"
+        for key in ("ports", "readinessProbe", "livenessProbe", "startupProbe"):
+            container.pop(key, None)
 redis_deployment = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
