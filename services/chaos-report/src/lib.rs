@@ -1,0 +1,10 @@
+//! Checks and pictures for `scripts/chaos.sh`.
+//!
+//! - [`verify`]: compares the writes a load run saw acknowledged with what Redis holds, and
+//!   checks the run's failures against the phase's requirements.
+//! - [`table`]: prints the per-phase rows as one table.
+//! - [`plot`]: draws responses per second per replica over time, with the faults marked.
+
+pub mod plot;
+pub mod table;
+pub mod verify;
