@@ -9,7 +9,7 @@ use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
-use actix_web::{web, App, HttpRequest, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpServer, ResponseError as _};
 use anyhow::Context as _;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
@@ -82,9 +82,7 @@ impl Application {
                         .error_handler(|_, _| ApiError::NotFound("resource").into()),
                 )
                 .configure(routes::configure)
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound("route"))
-                }))
+                .default_service(web::to(no_route))
                 .wrap(from_fn(idempotency))
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
                 .wrap(from_fn(served_by))
@@ -215,6 +213,23 @@ fn json_config() -> web::JsonConfig {
             }
             .into()
         })
+}
+
+/// Answers a request no route took: 405 with `Allow` when the path exists with other methods,
+/// else 404.
+async fn no_route(req: HttpRequest) -> actix_web::HttpResponse {
+    match routes::openapi::allowed_methods(req.path()) {
+        Some(allow) => {
+            let mut errors = FieldErrors::new();
+            errors.insert("method".to_owned(), vec![format!("must be one of {allow}")]);
+            let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, errors);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            response
+        }
+        None => ApiError::NotFound("route").error_response(),
+    }
 }
 
 fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {

@@ -55,21 +55,22 @@ impl Tag {
     }
 }
 
-/// An article's tags: at most 20, without duplicates, sorted.
+/// An article's tags: at most 20 as sent, stored without duplicates, sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TagList(Vec<Tag>);
 
 impl TagList {
     pub fn parse(tags: &[String]) -> Result<Self, String> {
+        // Counted as sent, so the limit does not depend on which tags turn out to be duplicates.
+        if tags.len() > 20 {
+            return Err("may hold at most 20 tags".into());
+        }
         let mut parsed = tags
             .iter()
             .map(|t| Tag::parse(t))
             .collect::<Result<Vec<_>, _>>()?;
         parsed.sort();
         parsed.dedup();
-        if parsed.len() > 20 {
-            return Err("may hold at most 20 tags".into());
-        }
         Ok(Self(parsed))
     }
     pub fn iter(&self) -> impl Iterator<Item = &str> {

@@ -25,10 +25,22 @@ pub(crate) struct NewArticleRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewArticleFields {
+    /// One line, not blank.
+    #[schema(value_type = String, required = true, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
     title: Option<String>,
+    /// Not blank.
+    #[schema(value_type = String, required = true, max_length = 1000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
     description: Option<String>,
+    /// Not blank.
+    #[schema(value_type = String, required = true, max_length = 60000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
     body: Option<String>,
+    /// Each tag one line of 1 to 40 characters without commas; duplicates are dropped.
     #[serde(rename = "tagList")]
+    #[schema(
+        max_items = 20,
+        max_length = 40,
+        pattern = r"^[^,\x00-\x1F\x7F-\x9F]*[^,\s\x00-\x1F\x7F-\x9F][^,\x00-\x1F\x7F-\x9F]*$"
+    )]
     tag_list: Option<Vec<String>>,
 }
 
@@ -38,11 +50,33 @@ pub(crate) struct UpdateArticleRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+/// `null` counts as not sent.
 pub(crate) struct UpdateArticleFields {
+    /// One line, not blank; a new title gives a new slug.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     title: Option<String>,
+    /// Not blank.
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     description: Option<String>,
+    /// Not blank.
+    #[schema(
+        max_length = 60000,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     body: Option<String>,
+    /// Replaces the tags; each one line of 1 to 40 characters without commas.
     #[serde(rename = "tagList")]
+    #[schema(
+        max_items = 20,
+        max_length = 40,
+        pattern = r"^[^,\x00-\x1F\x7F-\x9F]*[^,\s\x00-\x1F\x7F-\x9F][^,\x00-\x1F\x7F-\x9F]*$"
+    )]
     tag_list: Option<Vec<String>>,
 }
 
@@ -55,18 +89,22 @@ pub(crate) struct ListQuery {
     author: Option<String>,
     /// Only articles this username favorited.
     favorited: Option<String>,
-    /// Page size, default 20, at most 100.
+    /// Page size, default 20; larger values are capped at 100.
+    #[param(value_type = Option<u64>)]
     limit: Option<String>,
     /// Articles to skip, default 0.
+    #[param(value_type = Option<u64>)]
     offset: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
-    /// Page size, default 20, at most 100.
+    /// Page size, default 20; larger values are capped at 100.
+    #[param(value_type = Option<u64>)]
     limit: Option<String>,
     /// Articles to skip, default 0.
+    #[param(value_type = Option<u64>)]
     offset: Option<String>,
 }
 
@@ -132,10 +170,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Parses `limit` and `offset`, reporting bad values as 422.
 fn page(limit: Option<&str>, offset: Option<&str>) -> Result<(u64, u64), ApiError> {
     let mut v = Validation::new();
+    // A non-negative int64, as the document says; u64 would also take 2^63 and up.
     let parse = |s: &str| {
         s.trim()
-            .parse::<u64>()
-            .map_err(|_| "must be a non-negative integer".to_owned())
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| "must be a non-negative integer".to_owned())
     };
     let limit = v
         .optional("limit", limit, parse)

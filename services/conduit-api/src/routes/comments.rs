@@ -20,6 +20,8 @@ pub(crate) struct NewCommentRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewComment {
+    /// Not blank.
+    #[schema(value_type = String, required = true, max_length = 10000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
     body: Option<String>,
 }
 

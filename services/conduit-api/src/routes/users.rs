@@ -21,8 +21,11 @@ pub(crate) struct RegisterRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewUser {
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 40, pattern = r"^[A-Za-z0-9_.-]+$")]
     username: Option<String>,
+    #[schema(value_type = String, required = true, max_length = 254, pattern = r"^[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s.\x00-\x1F\x7F-\x9F]([^@\s\x00-\x1F\x7F-\x9F]*[^@\s.\x00-\x1F\x7F-\x9F])?$")]
     email: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128, pattern = r"^[^\x00]*$")]
     password: Option<String>,
 }
 
@@ -33,7 +36,10 @@ pub(crate) struct LoginRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct LoginUser {
+    #[schema(value_type = String, required = true, max_length = 254, pattern = r"^[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s.\x00-\x1F\x7F-\x9F]([^@\s\x00-\x1F\x7F-\x9F]*[^@\s.\x00-\x1F\x7F-\x9F])?$")]
     email: Option<String>,
+    /// At most 1024 bytes.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256)]
     password: Option<String>,
 }
 
@@ -43,15 +49,24 @@ pub(crate) struct UpdateUserRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+/// `null` counts as not sent, except for `bio` and `image`.
 pub(crate) struct UpdateUser {
+    #[schema(min_length = 1, max_length = 40, pattern = r"^[A-Za-z0-9_.-]+$")]
     username: Option<String>,
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s.\x00-\x1F\x7F-\x9F]([^@\s\x00-\x1F\x7F-\x9F]*[^@\s.\x00-\x1F\x7F-\x9F])?$"
+    )]
     email: Option<String>,
+    #[schema(min_length = 8, max_length = 128, pattern = r"^[^\x00]*$")]
     password: Option<String>,
     /// `null` clears the bio.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 1000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
     bio: Option<Option<String>>,
     /// `null` clears the image.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 2048, pattern = r"^(https?://[^\s\x00-\x1F\x7F-\x9F]*)?$")]
     image: Option<Option<String>>,
 }
 

@@ -32,7 +32,7 @@ async fn every_response_says_which_replica_served_it() {
 }
 
 #[tokio::test]
-async fn unknown_routes_and_methods_get_a_json_404() {
+async fn unknown_routes_get_a_json_404_and_unserved_methods_a_json_405() {
     let app = spawn_app().await;
     let reply = app.get("/api/no/such/route", None).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
@@ -40,7 +40,8 @@ async fn unknown_routes_and_methods_get_a_json_404() {
     let reply = app
         .call(reqwest::Method::PATCH, "/api/user", None, None)
         .await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(reply.headers["allow"], "GET, PUT");
     reply.errors();
 }
 

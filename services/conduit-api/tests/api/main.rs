@@ -3,6 +3,7 @@
 mod articles;
 mod auth;
 mod comments;
+mod conformance;
 mod health;
 mod helpers;
 mod hostile_input;
