@@ -88,6 +88,11 @@ else
   DUR_KILL=30 DUR_ROLL=45 DUR_SCALE=40 DUR_KEYS=60 DUR_REDIS=30
   HOLD=8
 fi
+# Containers start and stop more slowly, and nginx there needs a second or two to re-resolve.
+if [[ $COMPOSE -eq 1 ]]; then
+  DUR_KILL=$((DUR_KILL + 6)) DUR_ROLL=$((DUR_ROLL * 2)) DUR_SCALE=$((DUR_SCALE * 2))
+  DUR_KEYS=$((DUR_KEYS * 2)) DUR_REDIS=$((DUR_REDIS + 6))
+fi
 USERS="${CHAOS_USERS:-8}"
 BASE_PORT="${CHAOS_BASE_PORT:-18400}"
 REDIS_PORT=$BASE_PORT
@@ -137,6 +142,10 @@ if [[ $COMPOSE -eq 0 ]]; then
   done
 fi
 
+# Only ever empty a directory that is empty or holds an earlier chaos run.
+if [[ -d "$OUT" && -n "$(ls -A "$OUT")" && ! -e "$OUT/events.tsv" ]]; then
+  die "$OUT is not empty and holds no earlier chaos run; choose another --out"
+fi
 rm -rf "$OUT"
 mkdir -p "$OUT/logs"
 OUT="$(cd "$OUT" && pwd)"
@@ -618,7 +627,7 @@ phase_keys() {
     done < <(replica_urls)
     good=$((good + fine))
   done < <(replica_urls)
-  PHASE_NOTES+=("key rotation: a k1 token from before still accepted, and a fresh login signed by k2 and accepted everywhere, on $good of $replicas replicas")
+  PHASE_NOTES+=("a k1 token from before the rotation still accepted, and a fresh login signed by k2 and accepted everywhere, on $good of $replicas replicas")
   sleep 1
 }
 phase_redis() {
@@ -652,7 +661,7 @@ phase_redis() {
   ready_all=$(now_ms)
   up=$pong
   RECOVERY_MS=$((first_ok - pong))
-  PHASE_NOTES+=("redis down $(((pong - down) / 100))00 ms (PING OK at +$((pong - down)) ms); first 200 from the API $RECOVERY_MS ms after PING OK; every replica ready after $((ready_all - pong)) ms")
+  PHASE_NOTES+=("redis answered PING again $((pong - down)) ms after it went down; first 200 from the API $RECOVERY_MS ms after PING OK; every replica ready after $((ready_all - pong)) ms")
   EXTRA_ARGS=(--allow-failures 503 --failures-from "$down" --failures-until "$((first_ok + 2000))"
     --recovery-ms "$RECOVERY_MS" --max-recovery-ms "$MAX_RECOVERY_MS")
   : "$up"
@@ -746,17 +755,17 @@ if [[ $COMPOSE -eq 1 ]]; then
     chown 65532:65532 "$KEYS_FILE.new" 2>/dev/null || chmod a+r "$KEYS_FILE.new"
     mv "$KEYS_FILE.new" "$KEYS_FILE"
   }
+  # The killed container is started again: a new replica process in the same container (a
+  # container nginx depends on cannot be removed, so compose cannot replace it by another).
   op_kill_random() {
     mapfile -t LIVE < <(api_containers)
     local victim=${LIVE[$((RANDOM % ${#LIVE[@]}))]}
     event fault "SIGKILL $victim"
     podman kill --signal KILL "$victim" >>"$LOGS/compose.log" 2>&1
-    podman logs "$victim" >"$LOGS/$victim.log" 2>&1 || true
-    podman rm -f "$victim" >>"$LOGS/compose.log" 2>&1
     sleep 1
-    compose up -d --no-build --scale api=${#LIVE[@]} || die "podman-compose up failed (see $LOGS/compose.log)"
+    podman start "$victim" >>"$LOGS/compose.log" 2>&1 || die "podman start $victim failed (see $LOGS/compose.log)"
     compose_wait_ready ${#LIVE[@]}
-    event fault "replacement up"
+    event fault "$victim started again"
   }
   # podman stop sends SIGTERM and waits for the exit; nginx keeps the replica while it drains
   # (it still serves) and drops it when its address stops resolving.
@@ -765,7 +774,7 @@ if [[ $COMPOSE -eq 1 ]]; then
     mapfile -t LIVE < <(api_containers)
     for c in "${LIVE[@]}"; do
       event fault "SIGTERM $c"
-      podman stop -t $((DRAIN + 20)) "$c" >>"$LOGS/compose.log" 2>&1
+      podman stop -t $((DRAIN + 20)) "$c" >>"$LOGS/compose.log" 2>&1 || die "podman stop $c failed (see $LOGS/compose.log)"
       rc=$(podman inspect -f '{{.State.ExitCode}}' "$c")
       [[ "$rc" == 0 ]] || PHASE_PROBLEMS+=("$c exited with code $rc after SIGTERM")
       podman start "$c" >>"$LOGS/compose.log" 2>&1
@@ -780,16 +789,18 @@ if [[ $COMPOSE -eq 1 ]]; then
     if ((want > have)); then
       compose up -d --no-build --scale "api=$want" || die "podman-compose up failed (see $LOGS/compose.log)"
     else
-      # The newest containers go, as compose would remove them.
+      # The newest containers go.
       local stopping=()
       mapfile -t stopping < <(printf '%s\n' "${LIVE[@]}" | sort -t_ -k3,3n | tail -n $((have - want)))
-      podman stop -t $((DRAIN + 20)) "${stopping[@]}" >>"$LOGS/compose.log" 2>&1
+      podman stop -t $((DRAIN + 20)) "${stopping[@]}" >>"$LOGS/compose.log" 2>&1 ||
+        die "podman stop ${stopping[*]} failed (see $LOGS/compose.log)"
       for c in "${stopping[@]}"; do
         rc=$(podman inspect -f '{{.State.ExitCode}}' "$c")
         [[ "$rc" == 0 ]] || PHASE_PROBLEMS+=("$c exited with code $rc after SIGTERM")
         podman logs "$c" >"$LOGS/$c.log" 2>&1 || true
       done
-      podman rm "${stopping[@]}" >>"$LOGS/compose.log" 2>&1
+      # Stopped, not removed: nginx's container depends on the first three replicas, and
+      # podman refuses to remove those while it exists. The clean-up removes them all.
     fi
     compose_wait_ready "$want"
   }

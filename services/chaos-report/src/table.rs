@@ -17,7 +17,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
         .collect()
 }
 
-const HEADERS: [&str; 13] = [
+const HEADERS: [&str; 14] = [
     "phase",
     "sent",
     "ok",
@@ -29,6 +29,7 @@ const HEADERS: [&str; 13] = [
     "in redis",
     "lost",
     "dup",
+    "replicas",
     "recovery",
     "result",
 ];
@@ -59,6 +60,7 @@ pub fn render(rows: &[Row]) -> String {
                 r.found.to_string(),
                 r.lost.to_string(),
                 r.duplicates.to_string(),
+                r.replicas_seen.to_string(),
                 r.recovery_ms
                     .map_or("-".to_string(), |ms| format!("{ms} ms")),
                 if r.passed { "PASS" } else { "FAIL" }.to_string(),
@@ -75,7 +77,7 @@ pub fn render(rows: &[Row]) -> String {
         let mut parts = Vec::new();
         for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
             // The phase name and the kinds read left to right; numbers line up on the right.
-            if matches!(i, 0 | 4 | 12) {
+            if matches!(i, 0 | 4 | 13) {
                 parts.push(format!("{c:<w$}"));
             } else {
                 parts.push(format!("{c:>w$}"));
