@@ -170,7 +170,7 @@ args=(
     # All checks (the default set, named here so the run's contract is visible).
     --checks all
     --max-examples "$MAX_EXAMPLES"
-    # One worker: with two, hypothesis sometimes trips over a CPython 3.11 race in `ast`
+    # One worker: with two, hypothesis sometimes failed inside CPython 3.11's `ast` module
     # ("AST constructor recursion depth mismatch") while describing its own strategies.
     --workers 1
     # A warning about generator speed, not about the API: the update bodies' allOf/anyOf with
