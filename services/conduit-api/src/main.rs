@@ -20,7 +20,11 @@ fn main() -> ExitCode {
 
 #[actix_web::main]
 async fn serve(config: Config) -> ExitCode {
-    let guard = match telemetry::init(&config.replica_id(), telemetry::DEFAULT_LOG_FILTER, telemetry::stderr()) {
+    let guard = match telemetry::init(
+        &config.replica_id(),
+        telemetry::DEFAULT_LOG_FILTER,
+        telemetry::stderr(),
+    ) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!("conduit-api: telemetry setup failed: {err:#}");
