@@ -561,9 +561,15 @@ run_phase() {
 # A 500 during the Redis restart is the API's fault, not the outage's: name the cause when the
 # replica logs show it.
 explain_redis_failures() {
-  local answered500 loading
-  answered500=$(cat "$LOGS"/api-*.log 2>/dev/null | grep -c 'conduit_api::access: request .*status=500' || true)
-  loading=$(cat "$LOGS"/api-*.log 2>/dev/null | grep -c 'BusyLoading' || true)
+  local answered500 loading c
+  if [[ $COMPOSE -eq 1 ]]; then
+    for c in $(podman ps -a --format '{{.Names}}' --filter "label=io.podman.compose.project=$PROJECT" \
+      --filter "label=io.podman.compose.service=api"); do
+      podman logs "$c" >"$LOGS/$c.log" 2>&1 || true
+    done
+  fi
+  answered500=$(cat "$LOGS"/*api*.log 2>/dev/null | grep -c 'conduit_api::access: request .*status=500' || true)
+  loading=$(cat "$LOGS"/*api*.log 2>/dev/null | grep -c 'BusyLoading' || true)
   if ((answered500 > 0 && loading > 0)); then
     PHASE_PROBLEMS+=("conduit-api answered 500 instead of 503 to $answered500 requests right after the restart, while Redis was loading its append-only file: the redis error BusyLoading ('LOADING Redis is loading the dataset in memory') is not classified as unavailable, and clients do not retry a 500 (replica logs: grep BusyLoading)")
   fi
@@ -703,6 +709,7 @@ if [[ $COMPOSE -eq 1 ]]; then
     podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
     podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
     podman network ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman network rm -f >/dev/null 2>&1 || true
+    podman pod rm -f "pod_$PROJECT" >/dev/null 2>&1 || true
   }
   # Waits until every api container answers /readyz and nginx has seen all of them.
   compose_wait_ready() {
@@ -715,7 +722,12 @@ if [[ $COMPOSE -eq 1 ]]; then
         curl -fsS -o /dev/null --max-time 1 "http://$ip:8080/readyz" 2>/dev/null && ready=$((ready + 1))
       done
       ((ready >= want && ${#LIVE[@]} == want)) && break
-      [[ $(now_ms) -lt $deadline ]] || die "only $ready of $want api containers ready after 60 s"
+      if [[ $(now_ms) -ge $deadline ]]; then
+        for c in "${LIVE[@]}"; do
+          log "$c /readyz: $(curl -s --max-time 2 "http://$(ctr_ip "$c"):8080/readyz" 2>&1 | head -c 200)"
+        done
+        die "only $ready of $want api containers ready after 60 s (logs in $LOGS)"
+      fi
       sleep 0.2
     done
     # nginx re-resolves every second; give it two.
