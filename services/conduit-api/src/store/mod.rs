@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, Pipeline, ScriptInvocation, Value};
+use redis::{ErrorKind, FromRedisValue, Pipeline, ScriptInvocation, ServerErrorKind, Value};
 use tracing::Instrument as _;
 
 pub use articles::{ArticleChanges, ArticleFilter, ArticleRecord, ArticleView, NewArticle};
@@ -56,7 +56,20 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
-        if err.is_io_error()
+        // A Redis that is loading its data after a restart, or in the middle of a failover,
+        // answers with an error that means "try again shortly": that is unavailability too.
+        let transient = matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        );
+        if transient
+            || err.is_io_error()
             || err.is_timeout()
             || err.is_connection_dropped()
             || err.is_connection_refusal()
@@ -248,4 +261,38 @@ fn field(map: &mut HashMap<String, String>, name: &str) -> String {
 
 fn millis(map: &mut HashMap<String, String>, name: &str) -> i64 {
     map.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(code: &str, text: &str) -> redis::RedisError {
+        // Parse a real RESP error reply, the way the client meets it.
+        let reply = format!("-{code} {text}\r\n");
+        let value = redis::parse_redis_value(reply.as_bytes()).unwrap();
+        match value {
+            Value::ServerError(err) => err.into(),
+            other => panic!("not an error reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_redis_that_is_loading_or_failing_over_is_unavailable_not_an_internal_error() {
+        for (code, text) in [
+            ("LOADING", "Redis is loading the dataset in memory"),
+            ("TRYAGAIN", "try again"),
+            ("MASTERDOWN", "link with master is down"),
+            ("READONLY", "You can't write against a read only replica."),
+        ] {
+            let err: StoreError = server_error(code, text).into();
+            assert!(matches!(err, StoreError::Unavailable(_)), "{code}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn other_server_errors_stay_internal() {
+        let err: StoreError = server_error("ERR", "unknown command").into();
+        assert!(matches!(err, StoreError::Other(_)), "{err:?}");
+    }
 }
