@@ -264,6 +264,34 @@ api GET /api/tags "" "" -H "traceparent: 00-$TRACE_ID-$(python3 -c 'import secre
 check "traceparent passes nginx (X-Trace-Id)" "sent trace $TRACE_ID, got $(header X-Trace-Id)" \
     test "$(header X-Trace-Id)" = "$TRACE_ID"
 
+# --- the traffic generator through nginx ---------------------------------------------------------
+# conduit-load's virtual users (one trace each) through nginx: every replica must serve, nothing
+# may fail, and each replica that served must show up in the trace receiver.
+LOAD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/conduit-load"
+log "building conduit-load"
+(cd "$ROOT" && cargo build --release --quiet -p conduit-load) >>"$COMPOSE_LOG" 2>&1 || die "cargo build -p conduit-load failed"
+LOAD_STATUS=0
+"$LOAD_BIN" --target "$BASE" --users 3 --seed-users 2 --seed-articles 6 --duration 8 --rate 40 \
+    --min-replicas 3 --max-errors 0 --no-tui --json >"$TMP/load.json" 2>"$TMP/load.log" || LOAD_STATUS=$?
+LOAD_DETAIL=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%d requests, %d failed, replicas %s" % (d["requests"]["total"], d["requests"]["failed"], " ".join(sorted(d["by_replica"]))))' "$TMP/load.json" 2>/dev/null || echo "no summary (exit $LOAD_STATUS)")
+check "conduit-load --min-replicas 3 --max-errors 0" "$LOAD_DETAIL" test "$LOAD_STATUS" = 0
+if [[ " ${SERVICES[*]} " == *" jaeger "* ]]; then
+    load_spans_ok() {
+        curl -fsS --max-time 5 -o "$TMP/load-report.json" "$REPORT_URL" &&
+            python3 - "$TMP/load.json" "$TMP/load-report.json" >"$TMP/load-report.txt" <<'PY'
+import json, sys
+served = set(json.load(open(sys.argv[1]))["by_replica"])
+seen = set(json.load(open(sys.argv[2]))["spans_per_instance"])
+missing = sorted(served - seen)
+print("spans from %d of %d replicas that served the load%s" % (
+    len(served - set(missing)), len(served), (", missing " + " ".join(missing)) if missing else ""))
+sys.exit(0 if served and not missing else 1)
+PY
+    }
+    wait_until 20 "spans from every replica that served conduit-load" load_spans_ok || true
+    check "trace receiver has every serving replica" "$(cat "$TMP/load-report.txt" 2>/dev/null || echo 'no report')" load_spans_ok
+fi
+
 # --- scale up to 5 -----------------------------------------------------------------------------
 NGINX_STARTED=$(podman inspect --format '{{.State.StartedAt}}' "$(container nginx)")
 log "scaling to 5 replicas"
