@@ -1,0 +1,892 @@
+#!/usr/bin/env bash
+# Benchmarks of the Conduit API on one machine, everything on 127.0.0.1.
+#
+# Starts a throw-away redis-server, API replicas, an nginx in front of two of them and the OTLP
+# test receiver; seeds a data set through the API; measures throughput and latency with wrk,
+# Redis commands and round trips per request from Redis itself, the growth of list and feed
+# cost with the data set, replica memory, start-up time and the raw Redis ceiling. Prints
+# Markdown tables and writes them to docs/BENCHMARKS.md. Each target is reported as met or
+# missed; the script never fails because of a number, only when it cannot measure.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/bench.sh [--quick] [--no-write] [--out FILE] [--no-build] [--keep]
+
+Benchmarks the Conduit API on 127.0.0.1 (redis-server, replicas, nginx, OTLP receiver, wrk)
+and writes the tables to docs/BENCHMARKS.md (also printed on stdout).
+
+  --quick      short rows (2 s) and small data sets: a smoke run of the whole script
+  --no-write   print the tables only, leave docs/BENCHMARKS.md alone
+  --out FILE   write the tables to FILE instead of docs/BENCHMARKS.md
+  --no-build   use the binaries already built (no cargo build)
+  --keep       keep the temporary directory (logs, configs) and print its path
+  -h, --help   this text
+
+Environment:
+  CARGO_TARGET_DIR   where cargo builds (default: <repo>/target)
+  BENCH_PORT_BASE    first loopback port to try (default 23400)
+  BENCH_DURATION     seconds per measured row (default 10, --quick 2)
+
+Needs: cargo, wrk, redis-server, redis-cli, redis-benchmark, nginx, curl, jq, awk (podman
+only to report the image size, if present). scripts/bench/FINDINGS.md, the written analysis,
+is appended to the report as it is. Full mode takes about 15 minutes on 2 cores.
+EOF
+}
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LUA="$ROOT/scripts/bench/wrk.lua"
+QUICK=0
+WRITE=1
+BUILD=1
+KEEP=0
+OUT="$ROOT/docs/BENCHMARKS.md"
+
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --no-write) WRITE=0 ;;
+    --no-build) BUILD=0 ;;
+    --keep) KEEP=1 ;;
+    --out)
+      [[ $# -ge 2 ]] || { echo "--out needs a file" >&2; exit 2; }
+      OUT="$2"
+      shift
+      ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in cargo wrk redis-server redis-cli redis-benchmark nginx curl jq awk; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (see --help for what to install)"
+done
+[[ -f $LUA ]] || die "missing $LUA"
+
+if ((QUICK)); then
+  DUR="${BENCH_DURATION:-2}" WARM=1 CONNS=16
+  SMALL=200 LARGE=2000 AUTHORS=50 LOAD_SECS=5 STARTS=3 RB_N=20000 ROUNDS=1 MODE="quick"
+else
+  DUR="${BENCH_DURATION:-10}" WARM=2 CONNS=32
+  SMALL=1000 LARGE=100000 AUTHORS=500 LOAD_SECS=60 STARTS=10 RB_N=200000 ROUNDS=2 MODE="full"
+fi
+COUNT_REQS=5 # requests per endpoint when counting Redis commands
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET_DIR/release"
+RUN_START=$SECONDS
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+DATE_START="$(date -u '+%Y-%m-%d %H:%M UTC')"
+
+if ((BUILD)); then
+  log "building release binaries (target dir $TARGET_DIR)"
+  (cd "$ROOT" && cargo build --release --quiet -p conduit-api -p otlp-receiver -p conduit-load)
+fi
+for b in conduit-api otlp-receiver conduit-load; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b missing (build it or drop --no-build)"
+done
+
+WORK="$(mktemp -d -t conduit-bench.XXXXXX)"
+chmod 755 "$WORK"
+declare -a PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if ((KEEP)); then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A sleep without a fork: read with a timeout from a FIFO nobody writes to.
+mkfifo "$WORK/nap"
+exec {NAP_FD}<>"$WORK/nap"
+nap() { read -r -t "$1" -u "$NAP_FD" _ || true; }
+
+# free_port VAR: sets VAR to a port on 127.0.0.1 nobody listens on, never one handed out before
+# (no subshell, so the counter moves on even before the new server listens).
+next_port=${BENCH_PORT_BASE:-23400}
+free_port() {
+  local p=$next_port
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
+    p=$((p + 1))
+  done
+  next_port=$((p + 1))
+  printf -v "$1" '%s' "$p"
+}
+
+# HTTP/1.0 GET without a fork; succeeds on a 200.
+probe() {
+  local port=$1 path=$2 line="" fd
+  exec {fd}<>"/dev/tcp/127.0.0.1/$port" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&"$fd"
+  IFS= read -r -t 2 line <&"$fd" || true
+  exec {fd}>&-
+  [[ $line == HTTP/1.?" 200"* ]]
+}
+
+wait_ready() {
+  local port=$1 path=${2:-/readyz} i
+  for ((i = 0; i < 1000; i++)); do
+    if probe "$port" "$path" 2>/dev/null; then return 0; fi
+    nap 0.02
+  done
+  die "nothing ready on 127.0.0.1:$port$path after 20 s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+free_port REDIS_PORT
+log "redis-server on 127.0.0.1:$REDIS_PORT"
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+  --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+for ((i = 0; i < 100; i++)); do
+  [[ "$(rcli ping 2>/dev/null)" == PONG ]] && break
+  nap 0.05
+done
+[[ "$(rcli ping 2>/dev/null)" == PONG ]] || die "redis-server did not start (see $WORK/redis.log)"
+
+"$BIN/conduit-api" keygen --kid bench --out "$WORK/jwt-keys" >/dev/null
+
+declare -A PID_OF=() PORT_OF=()
+# start_replica NAME WORKERS [VAR=VALUE...]: a replica on a free port, tracing off unless the
+# extra variables turn it on. Logs (the default filter: one access line per request) go to a file.
+start_replica() {
+  local name=$1 workers=$2 port
+  shift 2
+  free_port port
+  env -u RUST_LOG -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT -u OTEL_TRACES_SAMPLER -u OTEL_RESOURCE_ATTRIBUTES \
+    CONDUIT_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+    CONDUIT_JWT_KEYS_FILE="$WORK/jwt-keys" CONDUIT_REPLICA_ID="$name" \
+    CONDUIT_WORKERS="$workers" CONDUIT_DRAIN_SECONDS=0 OTEL_SDK_DISABLED=true \
+    "$@" "$BIN/conduit-api" >>"$WORK/$name.log" 2>&1 &
+  PID_OF[$name]=$!
+  PORT_OF[$name]=$port
+  PIDS+=("$!")
+}
+
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------
+CLK_TCK="$(getconf CLK_TCK)"
+# Sum of user+system CPU ticks of the given pids (threads included).
+cpu_ticks() {
+  local pid total=0 t
+  for pid in "$@"; do
+    t="$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+    total=$((total + t))
+  done
+  echo "$total"
+}
+rss_kib() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+declare -A RPS=() P50=() P99=() ERRS=() REQS=() CPU_APP=() CPU_REDIS=() CPU_NGINX=() RSS_AFTER=()
+APP_PIDS=()
+NGINX_PIDS=()
+
+# measure KEY URL [VAR=VALUE...]: a warm-up, then one wrk row of $DUR seconds. CPU is
+# accounted to APP_PIDS (replicas), Redis and NGINX_PIDS.
+measure() {
+  local key=$1 url=$2 out line a0 r0 n0 a1 r1 n1
+  shift 2
+  log "row $key: $url (${DUR}s)"
+  # BENCH_RUN differs between warm-up and row, so idempotency keys are never replayed.
+  env "$@" BENCH_RUN="w$key" wrk -t1 -c"$CONNS" -d"${WARM}s" --timeout 5s -s "$LUA" "$url" >/dev/null
+  a0="$(cpu_ticks "${APP_PIDS[@]}")"
+  r0="$(cpu_ticks "$REDIS_PID")"
+  n0="$(cpu_ticks "${NGINX_PIDS[@]}")"
+  out="$(env "$@" BENCH_RUN="m$key" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$LUA" "$url")"
+  a1="$(cpu_ticks "${APP_PIDS[@]}")"
+  r1="$(cpu_ticks "$REDIS_PID")"
+  n1="$(cpu_ticks "${NGINX_PIDS[@]}")"
+  line="$(grep '^BENCH_RESULT' <<<"$out")" || die "no result from wrk for $key: $out"
+  local -A f=()
+  local kv
+  for kv in ${line#BENCH_RESULT }; do f[${kv%%=*}]=${kv#*=}; done
+  REQS[$key]=${f[requests]}
+  RPS[$key]=${f[rps]}
+  P50[$key]="$(awk -v u="${f[p50_us]}" 'BEGIN { printf "%.2f", u / 1000 }')"
+  P99[$key]="$(awk -v u="${f[p99_us]}" 'BEGIN { printf "%.2f", u / 1000 }')"
+  ERRS[$key]=$((f[status_errors] + f[socket_errors]))
+  local per_req='function per(t, n) { return n > 0 ? sprintf("%.0f", t * 1e6 / tck / n) : "-" }'
+  CPU_APP[$key]="$(awk -v t=$((a1 - a0)) -v n="${f[requests]}" -v tck="$CLK_TCK" "$per_req BEGIN { print per(t, n) }")"
+  CPU_REDIS[$key]="$(awk -v t=$((r1 - r0)) -v n="${f[requests]}" -v tck="$CLK_TCK" "$per_req BEGIN { print per(t, n) }")"
+  CPU_NGINX[$key]="$(awk -v t=$((n1 - n0)) -v n="${f[requests]}" -v tck="$CLK_TCK" "$per_req BEGIN { print per(t, n) }")"
+  RSS_AFTER[$key]="$(mib "$(rss_kib VmRSS "${APP_PIDS[0]}")")"
+  if ((ERRS[$key] > 0)); then
+    log "row $key: ${ERRS[$key]} failed requests (non-2xx or socket errors)"
+  fi
+  log "row $key: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, RSS ${RSS_AFTER[$key]} MiB"
+}
+
+# keep_best KEY: copies the round KEY#r with the highest throughput to KEY; ROUNDS alternate
+# between the setups compared, and noise from other processes only ever slows a round down.
+keep_best() {
+  local key=$1 r best=""
+  for ((r = 1; r <= ROUNDS; r++)); do
+    if [[ -z $best ]] || awk -v a="${RPS[$key#$r]}" -v b="${RPS[$best]}" 'BEGIN { exit !(a > b) }'; then
+      best="$key#$r"
+    fi
+  done
+  RPS[$key]=${RPS[$best]} P50[$key]=${P50[$best]} P99[$key]=${P99[$best]} ERRS[$key]=${ERRS[$best]}
+  REQS[$key]=${REQS[$best]} CPU_APP[$key]=${CPU_APP[$best]} CPU_REDIS[$key]=${CPU_REDIS[$best]}
+  CPU_NGINX[$key]=${CPU_NGINX[$best]} RSS_AFTER[$key]=${RSS_AFTER[$best]}
+  ALL_ROUNDS[$key]="$(for ((r = 1; r <= ROUNDS; r++)); do fmt_rps "${RPS[$key#$r]}"; echo; done | paste -sd/)"
+}
+declare -A ALL_ROUNDS=()
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# verdict VALUE OP LIMIT -> "met" or "**missed**"
+verdict() {
+  if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { exit !((op == ">=") ? v >= l : v <= l) }'; then
+    echo "met"
+  else
+    echo "**missed**"
+  fi
+}
+fmt_rps() { awk -v r="$1" 'BEGIN { printf "%.0f", r }'; }
+
+# ---------------------------------------------------------------------------------------------
+# Replicas and nginx
+# ---------------------------------------------------------------------------------------------
+start_replica direct 2
+start_replica lb-1 1 CONDUIT_TRUST_FORWARDED=true
+start_replica lb-2 1 CONDUIT_TRUST_FORWARDED=true
+for r in direct lb-1 lb-2; do wait_ready "${PORT_OF[$r]}"; done
+API="http://127.0.0.1:${PORT_OF[direct]}"
+
+free_port NGINX_PORT
+mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
+chmod -R 755 "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+# Written by scripts/bench.sh: one nginx worker in front of two replicas, keepalive upstream.
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/tmp/body;
+  proxy_temp_path $WORK/nginx/tmp/proxy;
+  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+  scgi_temp_path $WORK/nginx/tmp/scgi;
+  upstream conduit {
+    server 127.0.0.1:${PORT_OF[lb-1]};
+    server 127.0.0.1:${PORT_OF[lb-2]};
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://conduit;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+EOF
+nginx -e "$WORK/nginx/logs/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+  -g 'daemon off;' &
+NGINX_MASTER=$!
+PIDS+=("$NGINX_MASTER")
+wait_ready "$NGINX_PORT" /readyz
+read -r -a nginx_workers <"/proc/$NGINX_MASTER/task/$NGINX_MASTER/children" || true
+NGINX_PIDS=("$NGINX_MASTER" "${nginx_workers[@]}")
+LB="http://127.0.0.1:$NGINX_PORT"
+
+# ---------------------------------------------------------------------------------------------
+# Seeding through the API
+# ---------------------------------------------------------------------------------------------
+PASSWORD="bench-password-1"
+register() {
+  curl -sf -X POST -H 'Content-Type: application/json' \
+    -d "{\"user\":{\"username\":\"$1\",\"email\":\"$1@bench.example\",\"password\":\"$PASSWORD\"}}" \
+    "$API/api/users" | jq -r .user.token
+}
+
+seed_start=$SECONDS
+log "registering 1 reader and $AUTHORS authors"
+mkdir -p "$WORK/tok"
+READER_TOKEN="$(register reader)"
+[[ -n $READER_TOKEN && $READER_TOKEN != null ]] || die "registration failed (see $WORK/direct.log)"
+# Batches of background jobs; waited for by pid (a bare `wait` would wait for the servers too).
+declare -a batch=()
+wait_batch() {
+  local pid
+  for pid in "${batch[@]}"; do wait "$pid" || true; done
+  batch=()
+}
+for ((i = 1; i <= AUTHORS; i++)); do
+  register "author$i" >"$WORK/tok/$i" &
+  batch+=("$!")
+  if ((${#batch[@]} == 8)); then wait_batch; fi
+done
+wait_batch
+: >"$WORK/tokens"
+for ((i = 1; i <= AUTHORS; i++)); do
+  tok="$(<"$WORK/tok/$i")"
+  [[ -n $tok && $tok != null ]] || die "registering author$i failed"
+  echo "$tok" >>"$WORK/tokens"
+done
+register_secs=$((SECONDS - seed_start))
+
+log "reader follows $AUTHORS authors"
+follow() {
+  curl -sf -o /dev/null -X POST -H "Authorization: Token $READER_TOKEN" \
+    "$API/api/profiles/$1/follow"
+}
+for ((i = 1; i <= AUTHORS; i++)); do
+  follow "author$i" &
+  batch+=("$!")
+  if ((${#batch[@]} == 16)); then wait_batch; fi
+done
+wait_batch
+following="$(rcli SCARD conduit:user:1:following)"
+((following == AUTHORS)) || die "reader follows $following authors, expected $AUTHORS"
+
+article_count() { rcli ZCARD conduit:articles; }
+
+# seed_articles TARGET RUN_ID: new articles spread over the authors (wrk, seed mode) until Redis
+# holds TARGET articles. wrk always runs for its whole -d, so it is stopped (SIGINT) once Redis
+# holds the target or stops growing.
+seed_articles() {
+  local target=$1 run=$2 t0=$SECONDS have attempt wrk_pid last stalled
+  for ((attempt = 1; attempt <= 5; attempt++)); do
+    have="$(article_count)"
+    ((have < target)) || break
+    env BENCH_MODE=seed BENCH_TOTAL=$((target - have)) BENCH_THREADS=2 \
+      BENCH_RUN="$run$attempt" BENCH_TOKENS_FILE="$WORK/tokens" \
+      wrk -t2 -c32 -d600s --timeout 10s -s "$LUA" "$API/api/articles" >"$WORK/seed.out" &
+    wrk_pid=$!
+    PIDS+=("$wrk_pid")
+    last=-1 stalled=0
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+      nap 0.5
+      have="$(article_count)"
+      ((have < target)) || break
+      if ((have == last)); then stalled=$((stalled + 1)); else stalled=0; fi
+      ((stalled < 10)) || break
+      last=$have
+    done
+    kill -INT "$wrk_pid" 2>/dev/null || true
+    wait "$wrk_pid" 2>/dev/null || true
+    grep -q 'failed=0' "$WORK/seed.out" ||
+      log "seeding reported failures: $(grep BENCH_RESULT "$WORK/seed.out" || true)"
+  done
+  log "Redis holds $(article_count) articles after $((SECONDS - t0)) s of seeding"
+}
+
+log "seeding $SMALL articles"
+t0=$SECONDS
+seed_articles "$SMALL" s1
+small_seed_secs=$((SECONDS - t0))
+n_small="$(article_count)"
+((n_small == SMALL)) || die "expected $SMALL articles, Redis has $n_small"
+
+APP_PIDS=("${PID_OF[direct]}")
+RSS_AFTER_SEED="$(mib "$(rss_kib VmRSS "${PID_OF[direct]}")")"
+NGINX_PIDS_SAVED=("${NGINX_PIDS[@]}")
+NGINX_PIDS=()
+get_env=(BENCH_MODE=get "BENCH_TOKEN=$READER_TOKEN")
+
+for ((r = 1; r <= ROUNDS; r++)); do
+  measure "growth-list-small#$r" "$API/api/articles?limit=20" "${get_env[@]}"
+  measure "growth-feed-small#$r" "$API/api/articles/feed" "${get_env[@]}"
+done
+keep_best growth-list-small
+keep_best growth-feed-small
+feed_small="$(curl -sf -H "Authorization: Token $READER_TOKEN" "$API/api/articles/feed?limit=1" | jq .articlesCount)"
+
+log "seeding up to $LARGE articles"
+t0=$SECONDS
+seed_articles "$LARGE" s2
+large_seed_secs=$((SECONDS - t0))
+n_large="$(article_count)"
+((n_large == LARGE)) || die "expected $LARGE articles, Redis has $n_large"
+feed_large="$(curl -sf -H "Authorization: Token $READER_TOKEN" "$API/api/articles/feed?limit=1" | jq .articlesCount)"
+redis_mem_large="$(rcli INFO memory | awk -F: '/^used_memory_human/ { gsub(/\r/, ""); print $2 }')"
+
+for ((r = 1; r <= ROUNDS; r++)); do
+  measure "growth-list-large#$r" "$API/api/articles?limit=20" "${get_env[@]}"
+  measure "growth-feed-large#$r" "$API/api/articles/feed" "${get_env[@]}"
+done
+keep_best growth-list-large
+keep_best growth-feed-large
+
+SLUG="$(curl -sf -H "Authorization: Token $READER_TOKEN" "$API/api/articles?limit=1&offset=$((LARGE / 2))" | jq -r '.articles[0].slug')"
+[[ -n $SLUG && $SLUG != null ]] || die "no article slug found"
+
+# ---------------------------------------------------------------------------------------------
+# Rows on the large data set
+# ---------------------------------------------------------------------------------------------
+for ((r = 1; r <= ROUNDS; r++)); do
+  measure "healthz#$r" "$API/healthz" BENCH_MODE=get
+  measure "user#$r" "$API/api/user" "${get_env[@]}"
+done
+keep_best healthz
+keep_best user
+
+declare -a EP_KEYS=(list feed article comment)
+declare -A EP_NAME=(
+  [list]='GET /api/articles?limit=20'
+  [feed]='GET /api/articles/feed'
+  [article]='GET /api/articles/:slug'
+  [comment]='POST /api/articles/:slug/comments'
+)
+declare -A EP_PATH=(
+  [list]='/api/articles?limit=20'
+  [feed]='/api/articles/feed'
+  [article]="/api/articles/$SLUG"
+  [comment]="/api/articles/$SLUG/comments"
+)
+ep_env() {
+  if [[ $1 == comment ]]; then
+    echo BENCH_MODE=comment "BENCH_TOKEN=$READER_TOKEN" "BENCH_SLUG=$SLUG" BENCH_IDEMPOTENCY=1
+  else
+    echo BENCH_MODE=get "BENCH_TOKEN=$READER_TOKEN"
+  fi
+}
+for ep in "${EP_KEYS[@]}"; do
+  read -r -a envs <<<"$(ep_env "$ep")"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    APP_PIDS=("${PID_OF[direct]}")
+    NGINX_PIDS=()
+    measure "$ep-direct#$r" "$API${EP_PATH[$ep]}" "${envs[@]}"
+    APP_PIDS=("${PID_OF[lb-1]}" "${PID_OF[lb-2]}")
+    NGINX_PIDS=("${NGINX_PIDS_SAVED[@]}")
+    measure "$ep-nginx#$r" "$LB${EP_PATH[$ep]}" "${envs[@]}"
+  done
+  keep_best "$ep-direct"
+  keep_best "$ep-nginx"
+done
+NGINX_PIDS=()
+
+# Requests per replica behind nginx, from the access logs, to show both replicas served.
+lb1_lines="$(grep -c 'conduit_api::access' "$WORK/lb-1.log" || true)"
+lb2_lines="$(grep -c 'conduit_api::access' "$WORK/lb-2.log" || true)"
+
+# ---------------------------------------------------------------------------------------------
+# Tracing on and off
+# ---------------------------------------------------------------------------------------------
+free_port OTLP_GRPC
+free_port OTLP_HTTP
+"$BIN/otlp-receiver" --grpc-addr "127.0.0.1:$OTLP_GRPC" --http-addr "127.0.0.1:$OTLP_HTTP" \
+  --max-spans 100000 >>"$WORK/otlp-receiver.log" 2>&1 &
+OTLP_PID=$!
+PIDS+=("$OTLP_PID")
+wait_ready "$OTLP_HTTP" /healthz
+start_replica traced 2 OTEL_SDK_DISABLED=false \
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_GRPC" OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
+  OTEL_TRACES_SAMPLER=always_on
+wait_ready "${PORT_OF[traced]}"
+TRACED="http://127.0.0.1:${PORT_OF[traced]}"
+
+declare -a TRACE_KEYS=(list user)
+declare -A TRACE_PATH=([list]='/api/articles?limit=20' [user]='/api/user')
+declare -A SPANS_PER_REQ=()
+for tk in "${TRACE_KEYS[@]}"; do
+  for ((r = 1; r <= ROUNDS; r++)); do
+    APP_PIDS=("${PID_OF[direct]}")
+    NGINX_PIDS=("$OTLP_PID") # the receiver's CPU, in the third column
+    measure "trace-off-$tk#$r" "$API${TRACE_PATH[$tk]}" "${get_env[@]}"
+    curl -sf -X POST "http://127.0.0.1:$OTLP_HTTP/reset" >/dev/null
+    APP_PIDS=("${PID_OF[traced]}")
+    measure "trace-on-$tk#$r" "$TRACED${TRACE_PATH[$tk]}" "${get_env[@]}"
+    nap 6 # the batch exporter sends every 5 s
+    report="$(curl -sf "http://127.0.0.1:$OTLP_HTTP/report?spans=false")"
+    spans="$(jq '.total_spans + .dropped_spans' <<<"$report")"
+    # The warm-up requests are exported too.
+    SPANS_PER_REQ[$tk#$r]="$(awk -v s="$spans" -v n="${REQS[trace-on-$tk#$r]}" -v d="$DUR" -v w="$WARM" \
+      'BEGIN { printf "%.1f", s / (n * (d + w) / d) }')"
+  done
+  NGINX_PIDS=()
+  SPANS_PER_REQ[$tk]=${SPANS_PER_REQ[$tk#1]}
+  keep_best "trace-off-$tk"
+  keep_best "trace-on-$tk"
+done
+
+# ---------------------------------------------------------------------------------------------
+# Redis commands and round trips per request
+# ---------------------------------------------------------------------------------------------
+# One INFO call; prints "name value" for every command's calls, total_commands_processed and
+# total_reads_processed (one read event per round trip of a client).
+redis_snapshot() {
+  rcli INFO all | tr -d '\r' | awk -F'[:,=]' '
+    /^cmdstat_/ { sub(/^cmdstat_/, "", $1); print $1, $3 }
+    /^total_commands_processed:/ { print "@commands", $2 }
+    /^total_reads_processed:/ { print "@reads", $2 }'
+}
+# snapshot_delta BEFORE AFTER -> "name delta" for every changed counter
+snapshot_delta() {
+  awk 'NR == FNR { b[$1] = $2; next } { d = $2 - b[$1]; if (d != 0) print $1, d }' "$1" "$2"
+}
+
+redis_request() { # key -> one request to the direct replica, prints the status
+  local auth=(-H "Authorization: Token $READER_TOKEN")
+  case "$1" in
+    healthz) curl -s -o /dev/null -w '%{http_code}' "$API/healthz" ;;
+    readyz) curl -s -o /dev/null -w '%{http_code}' "$API/readyz" ;;
+    user) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/user" ;;
+    list) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/articles?limit=20" ;;
+    list-anon) curl -s -o /dev/null -w '%{http_code}' "$API/api/articles?limit=20" ;;
+    feed) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/articles/feed" ;;
+    article) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/articles/$SLUG" ;;
+    comment | comment-idem)
+      local idem=()
+      [[ $1 == comment-idem ]] && idem=(-H "Idempotency-Key: count-$RANDOM-$RANDOM-$RANDOM")
+      curl -s -o /dev/null -w '%{http_code}' -X POST "${auth[@]}" "${idem[@]}" \
+        -H 'Content-Type: application/json' -d '{"comment":{"body":"counted"}}' \
+        "$API/api/articles/$SLUG/comments"
+      ;;
+    tags) curl -s -o /dev/null -w '%{http_code}' "$API/api/tags" ;;
+    profile) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/profiles/author1" ;;
+  esac
+}
+
+declare -a COUNT_KEYS=(healthz readyz user list list-anon feed article comment comment-idem tags profile)
+declare -A COUNT_NAME=(
+  [healthz]='GET /healthz' [readyz]='GET /readyz' [user]='GET /api/user'
+  [list]='GET /api/articles?limit=20' [list-anon]='GET /api/articles?limit=20 (no token)'
+  [feed]='GET /api/articles/feed' [article]='GET /api/articles/:slug'
+  [comment]='POST /api/articles/:slug/comments'
+  [comment-idem]='POST /api/articles/:slug/comments + Idempotency-Key'
+  [tags]='GET /api/tags' [profile]='GET /api/profiles/:username'
+)
+# Round-trip limits from docs/DATA_MODEL.md (the ones stated there).
+declare -A RT_LIMIT=([user]=1 [list]=3 [list-anon]=3)
+declare -A RT=() CMDS=() CLIENT_CMDS=() LUA_CMDS=() CMD_MIX=()
+# per NAME: per-request delta of a counter in $WORK/d, without the cost of the INFO call itself.
+per() {
+  awk -v k="$1" -v n="$COUNT_REQS" 'NR == FNR { if ($1 == k) c = $2; next }
+    $1 == k { d = $2 } END { printf "%.1f", (d - c) / n }' "$WORK/cal" "$WORK/d"
+}
+
+log "counting Redis commands per request ($COUNT_REQS requests each)"
+redis_snapshot >"$WORK/s0"
+redis_snapshot >"$WORK/s1"
+snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/cal"
+for ck in "${COUNT_KEYS[@]}"; do
+  redis_request "$ck" >/dev/null # warm: scripts loaded, connection open
+  redis_snapshot >"$WORK/s0"
+  for ((i = 0; i < COUNT_REQS; i++)); do
+    st="$(redis_request "$ck")"
+    [[ $st == 2* ]] || die "counting $ck: status $st"
+  done
+  redis_snapshot >"$WORK/s1"
+  snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/d"
+  RT[$ck]="$(per @reads)"
+  CMDS[$ck]="$(per @commands)"
+  CMD_MIX[$ck]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
+    $1 !~ /^@/ { v = ($2 - c[$1]) / n; if (v > 0) { printf "%s%s %g", sep, toupper($1), v; sep = ", " } }' \
+    "$WORK/cal" "$WORK/d")"
+  # MONITOR one request: client commands vs commands run inside Lua scripts.
+  rcli MONITOR >"$WORK/monitor-$ck" 2>/dev/null &
+  mon=$!
+  nap 0.3
+  redis_request "$ck" >/dev/null
+  nap 0.3
+  kill "$mon" 2>/dev/null || true
+  wait "$mon" 2>/dev/null || true
+  LUA_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* lua\]' "$WORK/monitor-$ck" || true)"
+  CLIENT_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* 127\.' "$WORK/monitor-$ck" || true)"
+done
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------------
+log "memory: a fresh replica idle, then $LOAD_SECS s of mixed load (conduit-load)"
+# mem_run NAME [VAR=VALUE...]: a fresh replica, RSS idle, then under conduit-load; sets MEM_*.
+declare -A MEM_IDLE=() MEM_LOAD=() MEM_HWM=() MEM_RPS=() MEM_REQS=() MEM_FAILED=()
+mem_run() {
+  local name=$1 pid json="$WORK/load-$1.json"
+  shift
+  start_replica "$name" 2 "$@"
+  wait_ready "${PORT_OF[$name]}"
+  nap 2
+  pid="${PID_OF[$name]}"
+  MEM_IDLE[$name]="$(rss_kib VmRSS "$pid")"
+  "$BIN/conduit-load" --target "http://127.0.0.1:${PORT_OF[$name]}" --users 16 \
+    --duration "$LOAD_SECS" --seed-users 4 --seed-articles 50 --follows 3 --no-tui --json \
+    >"$json" 2>"$WORK/conduit-load-$name.log" || log "conduit-load exited non-zero (see its summary)"
+  MEM_LOAD[$name]="$(rss_kib VmRSS "$pid")"
+  MEM_HWM[$name]="$(rss_kib VmHWM "$pid")"
+  MEM_RPS[$name]="$(jq -r '.rps // "n/a"' "$json" 2>/dev/null || echo n/a)"
+  MEM_FAILED[$name]="$(jq -r '.requests.failed // "n/a"' "$json" 2>/dev/null || echo n/a)"
+  MEM_REQS[$name]="$(jq -r '.requests.total // "n/a"' "$json" 2>/dev/null || echo n/a)"
+  stop_pid "$pid"
+}
+mem_run memory
+# The same with glibc's malloc returning large freed blocks to the system at once (a fixed
+# mmap threshold), to show how much of the growth is the allocator keeping freed memory.
+mem_run memory-mmap GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576
+rss_direct="$(rss_kib VmRSS "${PID_OF[direct]}")"
+hwm_direct="$(rss_kib VmHWM "${PID_OF[direct]}")"
+
+# ---------------------------------------------------------------------------------------------
+# Start-up
+# ---------------------------------------------------------------------------------------------
+log "start-up: $STARTS starts to /readyz 200"
+STARTUP_MS=()
+for ((s = 0; s < STARTS; s++)); do
+  t0="${EPOCHREALTIME/./}"
+  start_replica "startup-$s" 2
+  port="${PORT_OF[startup-$s]}"
+  until probe "$port" /readyz 2>/dev/null; do
+    nap 0.002
+    (($(("${EPOCHREALTIME/./}" - t0)) < 20000000)) || die "replica startup-$s not ready in 20 s"
+  done
+  t1="${EPOCHREALTIME/./}"
+  STARTUP_MS+=("$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.1f", d / 1000 }')")
+  stop_pid "${PID_OF[startup-$s]}"
+done
+startup_median="$(printf '%s\n' "${STARTUP_MS[@]}" | sort -n | awk '{ a[NR] = $1 }
+  END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }')"
+
+image_size="not built"
+if command -v podman >/dev/null 2>&1; then
+  if size="$(podman image inspect --format '{{.Size}}' localhost/conduit-api:0.1.0 2>/dev/null)"; then
+    image_size="$(awk -v b="$size" 'BEGIN { printf "%.1f MiB", b / 1048576 }')"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Redis ceiling
+# ---------------------------------------------------------------------------------------------
+log "redis-benchmark ceiling ($RB_N requests per command)"
+declare -a RB_ROWS=()
+rb() { # label args...
+  local label=$1 out rps p50
+  shift
+  out="$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -q -n "$RB_N" -c 32 "$@" 2>/dev/null | tr '\r' '\n' | grep 'requests per second' | tail -1)"
+  rps="$(sed -E 's/.*: ([0-9.]+) requests per second.*/\1/' <<<"$out")"
+  p50="$(sed -nE 's/.*p50=([0-9.]+) msec.*/\1/p' <<<"$out")"
+  RB_ROWS+=("| $label | $(fmt_rps "$rps") | ${p50:--} |")
+}
+rb 'PING (inline)' -t ping_inline
+rb 'GET' -t get
+rb 'SET' -t set
+rb 'HGETALL conduit:article:<id> (an article)' HGETALL "conduit:article:$((LARGE / 2))"
+rb 'HMGET conduit:user:<id> username bio image' HMGET conduit:user:2 username bio image
+rb 'SISMEMBER conduit:user:1:following <id>' SISMEMBER conduit:user:1:following 2
+rb 'ZREVRANGE conduit:articles 0 19' ZREVRANGE conduit:articles 0 19
+rb 'HGETALL article, pipelined 20 deep (-P 20)' -P 20 HGETALL "conduit:article:$((LARGE / 2))"
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+total_secs=$((SECONDS - RUN_START))
+cpu_model="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+api_version="$("$BIN/conduit-api" --version 2>/dev/null || echo conduit-api)"
+commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+rustc_v="$(rustc --version 2>/dev/null || echo rustc)"
+wrk_v="$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $1, $2 }')"
+nginx_v="$(nginx -v 2>&1 | sed 's/.*: //')"
+redis_v="$(redis-server --version | awk '{ print $3 }' | sed 's/v=//')"
+
+report="$WORK/report.md"
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`scripts/bench.sh\` ($MODE mode). Rerun it to refresh this file; \`--quick --no-write\`"
+  echo "is a smoke run. Numbers from one machine where the load generator, nginx, Redis and the"
+  echo "replicas share the same cores: compare rows with each other, not with other machines."
+  echo
+  echo "## Run"
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| date | $DATE_START |"
+  echo "| machine | $(nproc) cores, $cpu_model, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r) |"
+  echo "| load average (1/5/15 min) at start | $LOAD_START |"
+  echo "| load average at end | $LOAD_END |"
+  echo "| versions | $api_version (commit $commit, release profile), $rustc_v, $wrk_v, nginx $nginx_v, redis $redis_v |"
+  echo "| duration | ${DUR} s per row after a ${WARM} s warm-up; $ROUNDS round(s) per row, rounds of compared setups alternate, the table shows the round with the highest throughput (all rounds' req/s in the \"rounds\" column); whole run $((total_secs / 60)) min $((total_secs % 60)) s |"
+  echo "| load generator | wrk, 1 thread, $CONNS connections, keep-alive, on the same machine |"
+  echo "| replicas | direct rows: 1 replica with 2 workers (\`CONDUIT_WORKERS=2\`); nginx rows: 2 replicas with 1 worker each behind 1 nginx worker (upstream keepalive 64), so both setups have 2 worker threads for 2 cores |"
+  echo "| replica settings | default log filter (\`RUST_LOG\` unset: one access log line per request, to a file), tracing off (\`OTEL_SDK_DISABLED=true\`) except in the tracing rows |"
+  echo "| requests | authenticated as a user following $AUTHORS authors (\`Authorization: Token ...\`); comments are POSTed with a unique \`Idempotency-Key\` each |"
+  echo "| data set | $LARGE articles by $AUTHORS authors (2 tags each), seeded through the API with wrk (\`scripts/bench/wrk.lua\`): $AUTHORS registrations in ${register_secs} s, $SMALL articles in ${small_seed_secs} s, $((LARGE - SMALL)) more in ${large_seed_secs} s; Redis used_memory $redis_mem_large |"
+  echo
+  echo "CPU columns: CPU time (user+system, from /proc/<pid>/stat) used during the row divided by"
+  echo "the requests served, in microseconds: what one request costs each process."
+  echo
+  echo "## Token check vs health check (direct, 1 replica)"
+  echo
+  echo "| request | req/s | rounds | p50 ms | p99 ms | failed | API CPU µs/req | Redis CPU µs/req |"
+  echo "|---|---:|---|---:|---:|---:|---:|---:|"
+  for k in healthz user; do
+    name='GET /healthz'
+    [[ $k == user ]] && name='GET /api/user'
+    echo "| $name | $(fmt_rps "${RPS[$k]}") | ${ALL_ROUNDS[$k]} | ${P50[$k]} | ${P99[$k]} | ${ERRS[$k]} | ${CPU_APP[$k]} | ${CPU_REDIS[$k]} |"
+  done
+  r="$(ratio "${RPS[user]}" "${RPS[healthz]}")"
+  echo
+  echo "Target: \`GET /api/user\` >= 0.5 of \`GET /healthz\`. Ratio **$r**: $(verdict "$r" ">=" 0.5)."
+  echo
+  echo "## Endpoints, direct and through nginx"
+  echo
+  echo "| endpoint | setup | req/s | rounds | p50 ms | p99 ms | failed | API CPU µs/req | Redis CPU µs/req | nginx CPU µs/req | API RSS after, MiB |"
+  echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  for ep in "${EP_KEYS[@]}"; do
+    for s in direct nginx; do
+      k="$ep-$s"
+      label="1 replica"
+      [[ $s == nginx ]] && label="nginx + 2 replicas"
+      ngx="${CPU_NGINX[$k]}"
+      [[ $s == direct ]] && ngx="-"
+      echo "| \`${EP_NAME[$ep]}\` | $label | $(fmt_rps "${RPS[$k]}") | ${ALL_ROUNDS[$k]} | ${P50[$k]} | ${P99[$k]} | ${ERRS[$k]} | ${CPU_APP[$k]} | ${CPU_REDIS[$k]} | $ngx | ${RSS_AFTER[$k]} |"
+    done
+  done
+  echo
+  echo "| endpoint | nginx / direct | target >= 0.7 |"
+  echo "|---|---:|---|"
+  for ep in "${EP_KEYS[@]}"; do
+    r="$(ratio "${RPS[$ep-nginx]}" "${RPS[$ep-direct]}")"
+    echo "| \`${EP_NAME[$ep]}\` | $r | $(verdict "$r" ">=" 0.7) |"
+  done
+  echo
+  echo "Requests logged by the replicas behind nginx over the whole run: lb-1 $lb1_lines, lb-2 $lb2_lines."
+  echo
+  echo "## Tracing: 100 % sampling exported over OTLP/gRPC vs tracing off"
+  echo
+  echo "Tracing on: \`OTEL_TRACES_SAMPLER=always_on\`, \`OTEL_EXPORTER_OTLP_ENDPOINT\` pointing at"
+  echo "\`otlp-receiver\` on the same machine (it runs during both rows; its CPU is shown apart, and"
+  echo "it takes cores from the replica as a co-located collector would). Tracing off:"
+  echo "\`OTEL_SDK_DISABLED=true\`. 1 replica, 2 workers. Spans per request come from the receiver's"
+  echo "report (received plus refused once full), over round 1."
+  echo
+  echo "| request | tracing | req/s | rounds | p50 ms | p99 ms | failed | API CPU µs/req | receiver CPU µs/req | Redis CPU µs/req | spans/request |"
+  echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  for tk in "${TRACE_KEYS[@]}"; do
+    name="GET ${TRACE_PATH[$tk]}"
+    k="trace-off-$tk"
+    echo "| \`$name\` | off | $(fmt_rps "${RPS[$k]}") | ${ALL_ROUNDS[$k]} | ${P50[$k]} | ${P99[$k]} | ${ERRS[$k]} | ${CPU_APP[$k]} | ${CPU_NGINX[$k]} | ${CPU_REDIS[$k]} | 0 |"
+    k="trace-on-$tk"
+    echo "| \`$name\` | on | $(fmt_rps "${RPS[$k]}") | ${ALL_ROUNDS[$k]} | ${P50[$k]} | ${P99[$k]} | ${ERRS[$k]} | ${CPU_APP[$k]} | ${CPU_NGINX[$k]} | ${CPU_REDIS[$k]} | ${SPANS_PER_REQ[$tk]} |"
+  done
+  echo
+  echo "| request | on / off | target >= 0.85 |"
+  echo "|---|---:|---|"
+  for tk in "${TRACE_KEYS[@]}"; do
+    r="$(ratio "${RPS[trace-on-$tk]}" "${RPS[trace-off-$tk]}")"
+    echo "| \`GET ${TRACE_PATH[$tk]}\` | $r | $(verdict "$r" ">=" 0.85) |"
+  done
+  echo
+  echo "## Redis commands and round trips per request"
+  echo
+  echo "Counted by Redis itself: \`INFO commandstats\` and \`total_commands_processed\` deltas over"
+  echo "$COUNT_REQS requests each (after one warm-up request), minus the cost of the \`INFO\` call."
+  echo "Round trips are \`total_reads_processed\` deltas: Redis handles one read event per"
+  echo "pipeline or script call a client sends and waits for. The client/Lua split comes from"
+  echo "\`redis-cli MONITOR\` during one more request (commands run inside \`EVALSHA\` show as \`lua\`)."
+  echo
+  echo "| request | round trips | limit | commands (all) | sent by the API | run in Lua | commands per request |"
+  echo "|---|---:|---:|---:|---:|---:|---|"
+  for ck in "${COUNT_KEYS[@]}"; do
+    lim="${RT_LIMIT[$ck]:-}"
+    if [[ -n $lim ]]; then
+      lim="$lim ($(verdict "${RT[$ck]}" "<=" "$lim"))"
+    else
+      lim="-"
+    fi
+    echo "| \`${COUNT_NAME[$ck]}\` | ${RT[$ck]} | $lim | ${CMDS[$ck]} | ${CLIENT_CMDS[$ck]} | ${LUA_CMDS[$ck]} | ${CMD_MIX[$ck]:--} |"
+  done
+  echo
+  echo "## Growth: $SMALL vs $LARGE articles"
+  echo
+  echo "Same replica (1 replica, 2 workers), same reader, who follows all $AUTHORS authors, so the"
+  echo "feed holds every article ($feed_small, then $feed_large)."
+  echo
+  echo "| request | articles | req/s | rounds | p50 ms | p99 ms | failed | API CPU µs/req | Redis CPU µs/req |"
+  echo "|---|---:|---:|---|---:|---:|---:|---:|---:|"
+  for g in list feed; do
+    name='GET /api/articles?limit=20'
+    [[ $g == feed ]] && name='GET /api/articles/feed'
+    for size in small large; do
+      k="growth-$g-$size"
+      n=$SMALL
+      [[ $size == large ]] && n=$LARGE
+      echo "| \`$name\` | $n | $(fmt_rps "${RPS[$k]}") | ${ALL_ROUNDS[$k]} | ${P50[$k]} | ${P99[$k]} | ${ERRS[$k]} | ${CPU_APP[$k]} | ${CPU_REDIS[$k]} |"
+    done
+  done
+  echo
+  echo "| request | $LARGE / $SMALL | target >= 0.8 |"
+  echo "|---|---:|---|"
+  for g in list feed; do
+    name='GET /api/articles?limit=20'
+    [[ $g == feed ]] && name='GET /api/articles/feed'
+    r="$(ratio "${RPS[growth-$g-large]}" "${RPS[growth-$g-small]}")"
+    echo "| \`$name\` | $r | $(verdict "$r" ">=" 0.8) |"
+  done
+  echo
+  echo "## Memory (VmRSS from /proc/<pid>/status)"
+  echo
+  echo "| replica | when | RSS MiB | peak RSS (VmHWM) MiB | target |"
+  echo "|---|---|---:|---:|---|"
+  echo "| fresh, 2 workers | idle, 2 s after /readyz | $(mib "${MEM_IDLE[memory]}") | - | <= 20: $(verdict "$(mib "${MEM_IDLE[memory]}")" "<=" 20) |"
+  echo "| same | after $LOAD_SECS s of \`conduit-load\` (16 users, mixed reads and writes) | $(mib "${MEM_LOAD[memory]}") | $(mib "${MEM_HWM[memory]}") | <= 64: $(verdict "$(mib "${MEM_LOAD[memory]}")" "<=" 64) |"
+  echo "| fresh, with \`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576\` | idle | $(mib "${MEM_IDLE[memory-mmap]}") | - | (for comparison) |"
+  echo "| same | after the same load | $(mib "${MEM_LOAD[memory-mmap]}") | $(mib "${MEM_HWM[memory-mmap]}") | (for comparison) |"
+  echo "| the direct replica (2 workers) | after seeding ($AUTHORS registrations, $LARGE articles), before the first row | ${RSS_AFTER_SEED} | - | - |"
+  echo "| the direct replica | after all the rows above | $(mib "$rss_direct") | $(mib "$hwm_direct") | - |"
+  echo
+  echo "The load: \`conduit-load --users 16 --duration $LOAD_SECS\` (it registers its 20 accounts first):"
+  echo "${MEM_REQS[memory]} requests, ${MEM_FAILED[memory]} failed, ${MEM_RPS[memory]} operations/s in the mixed phase"
+  echo "(with the tunable: ${MEM_REQS[memory-mmap]} requests, ${MEM_FAILED[memory-mmap]} failed, ${MEM_RPS[memory-mmap]} operations/s)."
+  echo
+  echo "## Start-up"
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| process start to first \`/readyz\` 200, median of $STARTS | **$startup_median ms** (target <= 300: $(verdict "$startup_median" "<=" 300)) |"
+  echo "| all starts, ms | ${STARTUP_MS[*]} |"
+  echo "| image \`localhost/conduit-api:0.1.0\` | $image_size |"
+  echo
+  echo "## Redis ceiling on this machine"
+  echo
+  echo "\`redis-benchmark -q -n $RB_N -c 32\` against the same redis-server with the seeded data:"
+  echo "the physical reference for the rows above (one command per request unless pipelined)."
+  echo
+  echo "| command | req/s | p50 ms |"
+  echo "|---|---:|---:|"
+  printf '%s\n' "${RB_ROWS[@]}"
+  if [[ -f $ROOT/scripts/bench/FINDINGS.md ]]; then
+    echo
+    cat "$ROOT/scripts/bench/FINDINGS.md"
+  fi
+} >"$report"
+
+cat "$report"
+if ((WRITE)); then
+  cp "$report" "$OUT"
+  log "wrote $OUT"
+fi
+log "done in $((SECONDS - RUN_START)) s"
