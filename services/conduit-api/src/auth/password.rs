@@ -3,14 +3,30 @@
 //! Hashing is deliberately slow (tens of milliseconds); doing it on an actix worker would stall
 //! every other request on that worker, so it goes to the blocking pool, keeping the caller's span.
 
+use std::sync::OnceLock;
+
 use anyhow::Context as _;
 use argon2::password_hash::{phc::PasswordHash, PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use tracing::Instrument as _;
 
+/// At most this many hashes run at once (one per CPU): each holds 19 MiB while it runs, so an
+/// unbounded number would let a burst of logins exhaust memory, and more than one per CPU would
+/// not finish any sooner.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 /// Hashes `password` into a PHC string (argon2id, default parameters, random salt).
 #[tracing::instrument(name = "password.hash", skip_all)]
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .context("hashing slots closed")?;
     let span = tracing::Span::current();
     actix_web::rt::task::spawn_blocking(move || {
         let _guard = span.enter();
@@ -27,6 +43,10 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 /// Checks `password` against a stored PHC string. A malformed stored hash counts as a mismatch.
 #[tracing::instrument(name = "password.verify", skip_all)]
 pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .context("hashing slots closed")?;
     let span = tracing::Span::current();
     actix_web::rt::task::spawn_blocking(move || {
         let _guard = span.enter();
