@@ -43,7 +43,7 @@ impl Store {
     ///
     /// # Returns
     /// The new comment's id.
-    #[tracing::instrument(name = "store.add_comment", skip(self, lease, body))]
+    #[tracing::instrument(level = "debug", name = "store.add_comment", skip(self, lease, body))]
     pub async fn add_comment(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -61,7 +61,7 @@ impl Store {
     }
 
     /// Deletes comment `id` from the article at `slug` if `viewer` wrote it.
-    #[tracing::instrument(name = "store.delete_comment", skip(self, lease))]
+    #[tracing::instrument(level = "debug", name = "store.delete_comment", skip(self, lease))]
     pub async fn delete_comment(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -80,7 +80,7 @@ impl Store {
     }
 
     /// Comments of the article at `slug`, newest first (at most 500), in four round trips.
-    #[tracing::instrument(name = "store.comments", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.comments", skip(self))]
     pub async fn comments(
         &self,
         viewer: Option<&str>,
