@@ -20,36 +20,37 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
     })
 }
 
-/// Hashes `password` into a PHC string (argon2id, default parameters, random salt).
-#[tracing::instrument(name = "password.hash", skip_all)]
-pub async fn hash_password(password: String) -> anyhow::Result<String> {
+/// Runs `work` on the blocking pool, in the caller's span, once a hashing slot is free.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
     let _slot = hashing_slots()
         .acquire()
         .await
         .context("hashing slots closed")?;
     let span = tracing::Span::current();
-    actix_web::rt::task::spawn_blocking(move || {
-        let _guard = span.enter();
+    actix_web::rt::task::spawn_blocking(move || span.in_scope(work))
+        .in_current_span()
+        .await
+        .context("password task failed")
+}
+
+/// Hashes `password` into a PHC string (argon2id, default parameters, random salt).
+#[tracing::instrument(name = "password.hash", skip_all)]
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    off_the_workers(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|hash| hash.to_string())
             .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
     })
-    .in_current_span()
-    .await
-    .context("password hashing task failed")?
+    .await?
 }
 
 /// Checks `password` against a stored PHC string. A malformed stored hash counts as a mismatch.
 #[tracing::instrument(name = "password.verify", skip_all)]
 pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
-    let _slot = hashing_slots()
-        .acquire()
-        .await
-        .context("hashing slots closed")?;
-    let span = tracing::Span::current();
-    actix_web::rt::task::spawn_blocking(move || {
-        let _guard = span.enter();
+    off_the_workers(move || {
         let Ok(parsed) = PasswordHash::new(&phc) else {
             return false;
         };
@@ -57,9 +58,7 @@ pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bo
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
     })
-    .in_current_span()
     .await
-    .context("password verification task failed")
 }
 
 #[cfg(test)]

@@ -135,17 +135,7 @@ impl Store {
             db.operation = commands
         );
         let mut conn = self.conn.clone();
-        let fut = pipe.query_async::<T>(&mut conn);
-        match tokio::time::timeout(self.timeout, fut)
-            .instrument(span)
-            .await
-        {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(StoreError::Unavailable(anyhow!(
-                "redis did not answer within {:?}",
-                self.timeout
-            ))),
-        }
+        self.bounded(span, pipe.query_async::<T>(&mut conn)).await
     }
 
     /// Runs a script as one round trip (EVALSHA, falling back to EVAL once after a Redis restart).
@@ -162,8 +152,17 @@ impl Store {
             db.script = name
         );
         let mut conn = self.conn.clone();
-        let fut = invocation.invoke_async::<T>(&mut conn);
-        match tokio::time::timeout(self.timeout, fut)
+        self.bounded(span, invocation.invoke_async::<T>(&mut conn))
+            .await
+    }
+
+    /// Awaits one Redis exchange inside `span`, failing with `Unavailable` after the timeout.
+    async fn bounded<T>(
+        &self,
+        span: tracing::Span,
+        exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> StoreResult<T> {
+        match tokio::time::timeout(self.timeout, exchange)
             .instrument(span)
             .await
         {
