@@ -38,6 +38,20 @@ local function retag(id, tag)
   redis.call('ZADD', k('tag', esc(tag), 'articles'), id, id)
   redis.call('ZINCRBY', k('tags'), 1, tag)
 end
+-- The id of the article at `slug`, or nil and the error reply.
+local function find_article(slug)
+  local id = redis.call('HGET', k('articles', 'by_slug'), slug)
+  if not id then return nil, {'err', 'not_found', 'article'} end
+  return id
+end
+-- The id and tags of the article at `slug` if `me` wrote it, or nil and the error reply.
+local function own_article(me, slug)
+  local id, err = find_article(slug)
+  if not id then return nil, err end
+  local cur = redis.call('HMGET', k('article', id), 'author', 'tags')
+  if cur[1] ~= me then return nil, {'err', 'forbidden', 'article'} end
+  return id, cur[2] or ''
+end
 local function unique_slug(base, id)
   local slugs = k('articles', 'by_slug')
   local function free(s)
@@ -162,11 +176,9 @@ end
 const UPDATE_ARTICLE: &str = r#"
 local function run()
   local me, slug = ARGV[3], ARGV[4]
-  local id = redis.call('HGET', k('articles', 'by_slug'), slug)
-  if not id then return {'err', 'not_found', 'article'} end
+  local id, tags = own_article(me, slug)
+  if not id then return tags end
   local akey = k('article', id)
-  local cur = redis.call('HMGET', akey, 'author', 'tags')
-  if cur[1] ~= me then return {'err', 'forbidden', 'article'} end
   local set = {}
   for i = 5, #ARGV, 2 do set[ARGV[i]] = ARGV[i + 1] end
   local args = {'updated_at', now_ms()}
@@ -181,7 +193,7 @@ local function run()
   end
   if set.tags then
     local old, new = {}, {}
-    for _, t in ipairs(split_tags(cur[2] or '')) do old[t] = true end
+    for _, t in ipairs(split_tags(tags)) do old[t] = true end
     for _, t in ipairs(split_tags(set.tags)) do new[t] = true end
     for t in pairs(old) do if not new[t] then untag(id, t) end end
     for t in pairs(new) do if not old[t] then retag(id, t) end end
@@ -195,15 +207,13 @@ end
 const DELETE_ARTICLE: &str = r#"
 local function run()
   local me, slug = ARGV[3], ARGV[4]
-  local id = redis.call('HGET', k('articles', 'by_slug'), slug)
-  if not id then return {'err', 'not_found', 'article'} end
+  local id, tags = own_article(me, slug)
+  if not id then return tags end
   local akey = k('article', id)
-  local cur = redis.call('HMGET', akey, 'author', 'tags')
-  if cur[1] ~= me then return {'err', 'forbidden', 'article'} end
   redis.call('HDEL', k('articles', 'by_slug'), slug)
   redis.call('ZREM', k('articles'), id)
   redis.call('ZREM', k('user', me, 'articles'), id)
-  for _, tag in ipairs(split_tags(cur[2] or '')) do untag(id, tag) end
+  for _, tag in ipairs(split_tags(tags)) do untag(id, tag) end
   for _, u in ipairs(redis.call('SMEMBERS', k('article', id, 'favorited_by'))) do
     redis.call('ZREM', k('user', u, 'favorites'), id)
   end
@@ -221,8 +231,8 @@ end
 const FAVORITE: &str = r#"
 local function run()
   local me, slug, on = ARGV[3], ARGV[4], ARGV[5] == '1'
-  local id = redis.call('HGET', k('articles', 'by_slug'), slug)
-  if not id then return {'err', 'not_found', 'article'} end
+  local id, err = find_article(slug)
+  if not id then return err end
   if on then
     if redis.call('SADD', k('article', id, 'favorited_by'), me) == 1 then
       redis.call('ZADD', k('user', me, 'favorites'), id, id)
@@ -237,8 +247,8 @@ end
 const ADD_COMMENT: &str = r#"
 local function run()
   local me, slug, body = ARGV[3], ARGV[4], ARGV[5]
-  local id = redis.call('HGET', k('articles', 'by_slug'), slug)
-  if not id then return {'err', 'not_found', 'article'} end
+  local id, err = find_article(slug)
+  if not id then return err end
   local cid = tostring(redis.call('INCR', k('seq', 'comment')))
   local now = now_ms()
   redis.call('HSET', k('comment', cid), 'id', cid, 'article', id, 'author', me, 'body', body,
@@ -251,8 +261,8 @@ end
 const DELETE_COMMENT: &str = r#"
 local function run()
   local me, slug, cid = ARGV[3], ARGV[4], ARGV[5]
-  local id = redis.call('HGET', k('articles', 'by_slug'), slug)
-  if not id then return {'err', 'not_found', 'article'} end
+  local id, err = find_article(slug)
+  if not id then return err end
   local c = redis.call('HMGET', k('comment', cid), 'article', 'author')
   if c[1] ~= id then return {'err', 'not_found', 'comment'} end
   if c[2] ~= me then return {'err', 'forbidden', 'comment'} end
