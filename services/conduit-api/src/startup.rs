@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, HttpRequest, HttpServer, ResponseError as _};
 use anyhow::Context as _;
-use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
+use tracing_actix_web::{RootSpanBuilder, TracingLogger};
 
 use crate::auth::KeyRing;
 use crate::config::Config;
@@ -267,20 +267,49 @@ fn json_error_body<B: MessageBody + 'static>(
 
 static REPLICA_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// The server span of each request, with the replica id next to the route, method and status.
+/// The server span of each request: the route template, method, target, status and replica id,
+/// continuing the caller's trace when the request carries a `traceparent`.
 pub struct ReplicaRootSpan;
 
 impl RootSpanBuilder for ReplicaRootSpan {
     fn on_request_start(request: &ServiceRequest) -> tracing::Span {
         let replica = REPLICA_ID.get().map(String::as_str).unwrap_or("unknown");
-        tracing_actix_web::root_span!(request, conduit.replica = %replica)
+        let method = request.method().as_str();
+        let route = request.match_pattern();
+        let route = route.as_deref().unwrap_or("unmatched");
+        let span = tracing::info_span!(
+            "HTTP request",
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.method = method,
+            http.route = route,
+            http.target = %request.uri(),
+            http.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            conduit.replica = replica,
+        );
+        crate::telemetry::continue_remote_trace(&span, request.headers());
+        span
     }
 
     fn on_request_end<B: MessageBody>(
         span: tracing::Span,
         outcome: &Result<ServiceResponse<B>, actix_web::Error>,
     ) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let (status, error) = match outcome {
+            Ok(response) => (response.status(), response.response().error()),
+            Err(error) => (error.as_response_error().status_code(), Some(error)),
+        };
+        span.record("http.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+            if let Some(error) = error {
+                span.record("exception.message", tracing::field::display(error));
+            }
+        } else {
+            span.record("otel.status_code", "OK");
+        }
     }
 }
 
@@ -291,17 +320,15 @@ async fn served_by(
 ) -> actix_web::Result<ServiceResponse<impl MessageBody>> {
     let start = Instant::now();
     let method = req.method().clone();
-    let replica = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.replica_id.clone())
-        .unwrap_or_default();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let trace_id = crate::telemetry::current_trace_id();
     let mut res = match next.call(req).await {
         Ok(res) => res,
         Err(err) => return Err(err),
     };
     let headers = res.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&replica) {
+    let replica = state.as_ref().map_or("unknown", |s| s.replica_id.as_str());
+    if let Ok(value) = HeaderValue::from_str(replica) {
         headers.insert(header::HeaderName::from_static("x-served-by"), value);
     }
     if let Some(trace_id) = &trace_id {
@@ -314,11 +341,11 @@ async fn served_by(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = format_args!("{:.3}", start.elapsed().as_secs_f64() * 1000.0);
     if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::error!(target: "conduit_api::access", %method, %route, status = status.as_u16(), latency_ms, %replica, "request");
+        tracing::error!(target: "conduit_api::access", %method, %route, status = status.as_u16(), %latency_ms, "request");
     } else {
-        tracing::info!(target: "conduit_api::access", %method, %route, status = status.as_u16(), latency_ms, %replica, "request");
+        tracing::info!(target: "conduit_api::access", %method, %route, status = status.as_u16(), %latency_ms, "request");
     }
     Ok(res)
 }

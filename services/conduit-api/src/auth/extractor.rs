@@ -16,6 +16,8 @@ use crate::startup::AppState;
 pub struct AuthUser {
     /// The user id from the token's `sub` claim.
     pub id: String,
+    /// The token the request was made with.
+    pub token: String,
 }
 
 /// The caller, if the request carries a token.
@@ -51,8 +53,12 @@ pub(crate) fn authenticate_request(req: &HttpRequest) -> Result<Option<AuthUser>
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
     let _span = tracing::info_span!("token.verify").entered();
-    match state.keys.verify(token.trim()) {
-        Ok(claims) => Ok(Some(AuthUser { id: claims.sub })),
+    let token = token.trim();
+    match state.keys.verify(token) {
+        Ok(claims) => Ok(Some(AuthUser {
+            id: claims.sub,
+            token: token.to_owned(),
+        })),
         Err(why) => {
             tracing::info!(reason = %why, "token refused");
             Err(ApiError::Unauthorized("invalid or expired token"))

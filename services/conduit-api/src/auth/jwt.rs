@@ -79,6 +79,8 @@ pub struct KeyRing {
     issuer: String,
     audience: String,
     ttl_secs: u64,
+    /// What `verify` checks, built once.
+    validation: Validation,
 }
 
 impl fmt::Debug for KeyRing {
@@ -138,12 +140,19 @@ impl KeyRing {
         if keys.is_empty() {
             return Err(KeyRingError::Empty);
         }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         Ok(Self {
             keys,
             by_kid,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl_secs,
+            validation,
         })
     }
 
@@ -199,13 +208,7 @@ impl KeyRing {
         }
         let kid = header.kid.ok_or(TokenError::MissingKid)?;
         let index = *self.by_kid.get(&kid).ok_or(TokenError::UnknownKid)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        match jsonwebtoken::decode::<Claims>(token, &self.keys[index].decoding, &validation) {
+        match jsonwebtoken::decode::<Claims>(token, &self.keys[index].decoding, &self.validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                 Err(TokenError::Expired)

@@ -96,9 +96,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(update_current_user);
 }
 
-fn user_response(state: &AppState, user: UserRecord) -> Result<UserResponse, ApiError> {
-    let token = state.keys.issue(&user.id)?;
-    Ok(UserResponse {
+fn user_response(user: UserRecord, token: String) -> UserResponse {
+    UserResponse {
         user: UserJson {
             email: user.email,
             token,
@@ -106,7 +105,13 @@ fn user_response(state: &AppState, user: UserRecord) -> Result<UserResponse, Api
             bio: non_empty(user.bio),
             image: non_empty(user.image),
         },
-    })
+    }
+}
+
+/// The user with a newly signed token, after registration or login.
+fn with_new_token(state: &AppState, user: UserRecord) -> Result<UserResponse, ApiError> {
+    let token = state.keys.issue(&user.id)?;
+    Ok(user_response(user, token))
 }
 
 /// Registers a user and returns it with a token.
@@ -140,7 +145,7 @@ pub(crate) async fn register(
         .user_by_id(&id)
         .await?
         .ok_or(ApiError::NotFound("user"))?;
-    Ok(HttpResponse::Created().json(user_response(&state, user)?))
+    Ok(HttpResponse::Created().json(with_new_token(&state, user)?))
 }
 
 /// Logs in with email and password. Failures are counted per account and per client address in
@@ -192,7 +197,7 @@ pub(crate) async fn login(
     match user {
         Some(user) if matches => {
             state.store.clear_login_failures(email.as_str()).await?;
-            Ok(HttpResponse::Ok().json(user_response(&state, user)?))
+            Ok(HttpResponse::Ok().json(with_new_token(&state, user)?))
         }
         _ => {
             state
@@ -236,7 +241,8 @@ fn client_address(req: &HttpRequest, trust_forwarded: bool) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// The current user, with a fresh token.
+/// The current user, with the token the request was made with: reading yourself signs nothing.
+/// A new token comes from logging in.
 #[utoipa::path(tag = "User and Authentication", security(("Token" = [])),
     responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody)))]
 #[get("/api/user")]
@@ -249,7 +255,7 @@ pub(crate) async fn get_current_user(
         .user_by_id(&user.id)
         .await?
         .ok_or(ApiError::Unauthorized("user no longer exists"))?;
-    Ok(HttpResponse::Ok().json(user_response(&state, record)?))
+    Ok(HttpResponse::Ok().json(user_response(record, user.token)))
 }
 
 /// Updates the current user; at least one field is required.
@@ -307,5 +313,5 @@ pub(crate) async fn update_current_user(
         .user_by_id(&user.id)
         .await?
         .ok_or(ApiError::NotFound("user"))?;
-    Ok(HttpResponse::Ok().json(user_response(&state, record)?))
+    Ok(HttpResponse::Ok().json(user_response(record, user.token)))
 }

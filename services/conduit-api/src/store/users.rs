@@ -2,7 +2,7 @@
 
 use redis::Value;
 
-use super::{boolean, field, IdempotencyLease, Store, StoreError, StoreResult};
+use super::{boolean, IdempotencyLease, Store, StoreError, StoreResult};
 
 /// A stored user.
 #[derive(Debug, Clone)]
@@ -15,18 +15,25 @@ pub struct UserRecord {
     pub image: String,
 }
 
+/// The fields of a user hash, in the order `user_by_id` asks for them.
+const USER_FIELDS: [&str; 6] = ["id", "username", "email", "password", "bio", "image"];
+
 impl UserRecord {
-    fn from_hash(mut map: std::collections::HashMap<String, String>) -> Option<Self> {
-        if map.is_empty() {
+    /// Builds a record from the `HMGET` of [`USER_FIELDS`]; no `id` means no such user.
+    fn from_fields(fields: Vec<Option<String>>) -> Option<Self> {
+        let mut fields = fields.into_iter().map(Option::unwrap_or_default);
+        let mut next = || fields.next().unwrap_or_default();
+        let id = next();
+        if id.is_empty() {
             return None;
         }
         Some(Self {
-            id: field(&mut map, "id"),
-            username: field(&mut map, "username"),
-            email: field(&mut map, "email"),
-            password_hash: field(&mut map, "password"),
-            bio: field(&mut map, "bio"),
-            image: field(&mut map, "image"),
+            id,
+            username: next(),
+            email: next(),
+            password_hash: next(),
+            bio: next(),
+            image: next(),
         })
     }
 }
@@ -76,10 +83,11 @@ impl Store {
     #[tracing::instrument(level = "debug", name = "store.user_by_id", skip(self))]
     pub async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         let mut pipe = redis::pipe();
-        pipe.cmd("HGETALL").arg(self.keys.user(id));
-        let (map,): (std::collections::HashMap<String, String>,) =
-            self.query("HGETALL", &pipe).await?;
-        Ok(UserRecord::from_hash(map))
+        pipe.cmd("HMGET")
+            .arg(self.keys.user(id))
+            .arg(&USER_FIELDS[..]);
+        let (fields,): (Vec<Option<String>>,) = self.query("HMGET", &pipe).await?;
+        Ok(UserRecord::from_fields(fields))
     }
 
     /// One user by email (already lowercased), in two round trips.

@@ -172,10 +172,20 @@ async fn key_rotation_keeps_old_tokens_valid_until_the_old_key_leaves_the_ring()
     let mut rotated = test_config(&prefix, "rotated");
     rotated.jwt_keys = Some(format!("{OTHER_KEY},{TEST_KEYS}"));
     let rotated = spawn_with(rotated).await;
-    let new_token = rotated.get("/api/user", Some(&old_token)).await;
-    // Assert: the old token still works, and the fresh token is signed with the new key.
-    assert_eq!(new_token.status, StatusCode::OK);
-    let new_token = new_token.body["user"]["token"].as_str().unwrap().to_owned();
+    let me = rotated.get("/api/user", Some(&old_token)).await;
+    let login = rotated
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "jake@example.com", "password": "password123"}}),
+        )
+        .await;
+    // Assert: the old token still works (and is handed back as it was), and a fresh login is
+    // signed with the new key.
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["user"]["token"], old_token.as_str());
+    assert_eq!(login.status, StatusCode::OK);
+    let new_token = login.body["user"]["token"].as_str().unwrap().to_owned();
     assert_eq!(
         jsonwebtoken::decode_header(&new_token)
             .unwrap()
