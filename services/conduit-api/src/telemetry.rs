@@ -266,7 +266,7 @@ where
 }
 
 /// Reads W3C trace context from request headers.
-pub struct HeaderCarrier<'a>(pub &'a actix_web::http::header::HeaderMap);
+struct HeaderCarrier<'a>(&'a actix_web::http::header::HeaderMap);
 
 impl opentelemetry::propagation::Extractor for HeaderCarrier<'_> {
     fn get(&self, key: &str) -> Option<&str> {
