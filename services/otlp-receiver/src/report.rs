@@ -51,6 +51,15 @@ pub struct SpanRecord {
     pub kind: String,
     /// Span attributes, every value rendered as a string.
     pub attributes: BTreeMap<String, String>,
+    /// The status: `UNSET`, `OK` or `ERROR`.
+    #[serde(default)]
+    pub status: String,
+    /// The status message (set with `ERROR`), empty when there is none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status_message: String,
+    /// The names of the span's events, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
     /// The resource's `service.instance.id`.
     pub service_instance_id: Option<String>,
     /// The resource's `service.name`.

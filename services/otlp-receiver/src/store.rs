@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use tokio::sync::watch;
 
 use crate::report::{Report, SpanRecord, TraceReport, MISSING};
@@ -75,6 +76,20 @@ impl SpanStore {
                         .iter()
                         .map(|kv| (kv.key.clone(), value_to_string(kv.value.as_ref())))
                         .collect(),
+                    status: span
+                        .status
+                        .as_ref()
+                        .and_then(|s| StatusCode::try_from(s.code).ok())
+                        .unwrap_or(StatusCode::Unset)
+                        .as_str_name()
+                        .trim_start_matches("STATUS_CODE_")
+                        .to_owned(),
+                    status_message: span
+                        .status
+                        .as_ref()
+                        .map(|s| s.message.clone())
+                        .unwrap_or_default(),
+                    events: span.events.iter().map(|e| e.name.clone()).collect(),
                     service_instance_id: instance.clone(),
                     service_name: service.clone(),
                     start_time_unix_nano: span.start_time_unix_nano,
