@@ -119,10 +119,8 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-            Self::Unavailable(cause) => {
-                tracing::warn!(error = %format!("{cause:#}"), "data store unavailable")
-            }
+            Self::Internal(cause) => log::error!("request failed error={cause:?}"),
+            Self::Unavailable(cause) => log::warn!("data store unavailable error={cause:#}"),
             _ => {}
         }
         let mut response = error_response(self.status_code(), self.body());

@@ -190,7 +190,7 @@ pub async fn idempotency(
         || (status.is_client_error() && !matches!(status.as_u16(), 401 | 408 | 409 | 429));
     if !storable {
         if let Err(err) = state.store.idempotency_release(&lease).await {
-            tracing::warn!(error = %err, "could not release idempotency key");
+            log::warn!("could not release idempotency key error={err}");
         }
         return Ok(response);
     }
@@ -211,7 +211,7 @@ pub async fn idempotency(
         .await
     {
         // The write itself is committed; a retry will re-render it, so the client still gets its answer.
-        tracing::warn!(error = %err, "could not store idempotent response");
+        log::warn!("could not store idempotent response error={err}");
     }
     let res = head.set_body(BoxBody::new(bytes));
     Ok(ServiceResponse::new(http_req, res))

@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`config`]: flags and environment variables (`conduit-api --help`).
 //! - [`startup`]: builds the actix application, binds the listener, runs and drains it.
-//! - [`telemetry`]: logs filtered by `RUST_LOG`, traces over OTLP.
+//! - [`access`]: what every request gets: a server span, `X-Served-By`, one log line.
+//! - [`telemetry`]: logs filtered by `RUST_LOG`; spans, made with the OpenTelemetry API, over OTLP.
 //! - [`error`]: the API error type and the RealWorld `{"errors": ..}` body.
 //! - [`auth`]: the JWT key ring, the `AuthUser` extractors, password hashing.
 //! - [`domain`]: validated values (usernames, titles, tags, slugs, ...).
@@ -14,6 +15,7 @@
 //! - [`routes`]: one file per API resource, each handler's whole story.
 //! - [`store`]: the only code that talks to Redis; key names in `store::keys`.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod domain;

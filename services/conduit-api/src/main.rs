@@ -35,7 +35,7 @@ async fn serve(config: Config) -> ExitCode {
     let guard = match telemetry::init(
         &config.replica_id(),
         telemetry::DEFAULT_LOG_FILTER,
-        telemetry::stderr(),
+        telemetry::LogTarget::Stderr,
     ) {
         Ok(guard) => guard,
         Err(err) => {
@@ -46,19 +46,19 @@ async fn serve(config: Config) -> ExitCode {
     let app = match Application::build(config) {
         Ok(app) => app,
         Err(err) => {
-            tracing::error!("cannot start: {err:#}");
+            log::error!("cannot start: {err:#}");
             eprintln!("conduit-api: {err:#}");
             guard.shutdown().await;
             return ExitCode::from(2);
         }
     };
-    tracing::info!(
-        exporting_traces = guard.exporting(),
-        "listening on port {}",
-        app.port()
+    log::info!(
+        "listening on port {} exporting_traces={}",
+        app.port(),
+        guard.exporting()
     );
     let result = app.run_until_stopped(true).await;
-    tracing::info!("stopped");
+    log::info!("stopped");
     guard.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,18 +1,18 @@
 //! Builds the HTTP application and runs it until it is stopped.
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, ServerHandle, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
+use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpRequest, HttpServer, ResponseError as _};
 use anyhow::Context as _;
-use tracing_actix_web::{RootSpanBuilder, TracingLogger};
 
+use crate::access;
 use crate::auth::KeyRing;
 use crate::config::Config;
 use crate::error::{error_response, ApiError, FieldErrors};
@@ -62,8 +62,11 @@ impl Application {
         let workers = config
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        tracing::info!(replica = %replica_id, port, workers, signing_kid = keys.current_kid(), ring = %keys.fingerprint(), "replica starting");
-        let _ = REPLICA_ID.set(replica_id.clone());
+        log::info!(
+            "replica starting port={port} workers={workers} signing_kid={} ring={}",
+            keys.current_kid(),
+            keys.fingerprint()
+        );
         let state = web::Data::new(AppState {
             config,
             store,
@@ -85,8 +88,7 @@ impl Application {
                 .default_service(web::to(no_route))
                 .wrap(from_fn(idempotency))
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
-                .wrap(from_fn(served_by))
-                .wrap(TracingLogger::<ReplicaRootSpan>::new())
+                .wrap(from_fn(access::observe))
         })
         .workers(workers)
         .disable_signals()
@@ -131,13 +133,13 @@ impl Application {
                 (self.server.handle(), self.draining.clone(), self.drain);
             actix_web::rt::spawn(async move {
                 wait_for_signal().await;
-                tracing::info!(
-                    drain_seconds = drain.as_secs(),
-                    "shutdown requested, draining"
+                log::info!(
+                    "shutdown requested, draining drain_seconds={}",
+                    drain.as_secs()
                 );
                 draining.start();
                 actix_web::rt::time::sleep(drain).await;
-                tracing::info!("drain over, finishing in-flight requests");
+                log::info!("drain over, finishing in-flight requests");
                 handle.stop(true).await;
             });
         }
@@ -263,89 +265,4 @@ fn json_error_body<B: MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, new).map_into_right_body(),
     ))
-}
-
-static REPLICA_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// The server span of each request: the route template, method, target, status and replica id,
-/// continuing the caller's trace when the request carries a `traceparent`.
-pub struct ReplicaRootSpan;
-
-impl RootSpanBuilder for ReplicaRootSpan {
-    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
-        let replica = REPLICA_ID.get().map(String::as_str).unwrap_or("unknown");
-        let method = request.method().as_str();
-        let route = request.match_pattern();
-        let route = route.as_deref().unwrap_or("unmatched");
-        let span = tracing::info_span!(
-            "HTTP request",
-            otel.name = %format_args!("{method} {route}"),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            http.method = method,
-            http.route = route,
-            http.target = %request.uri(),
-            http.status_code = tracing::field::Empty,
-            exception.message = tracing::field::Empty,
-            conduit.replica = replica,
-        );
-        crate::telemetry::continue_remote_trace(&span, request.headers());
-        span
-    }
-
-    fn on_request_end<B: MessageBody>(
-        span: tracing::Span,
-        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
-    ) {
-        let (status, error) = match outcome {
-            Ok(response) => (response.status(), response.response().error()),
-            Err(error) => (error.as_response_error().status_code(), Some(error)),
-        };
-        span.record("http.status_code", status.as_u16());
-        if status.is_server_error() {
-            span.record("otel.status_code", "ERROR");
-            if let Some(error) = error {
-                span.record("exception.message", tracing::field::display(error));
-            }
-        } else {
-            span.record("otel.status_code", "OK");
-        }
-    }
-}
-
-/// Adds `X-Served-By` and `X-Trace-Id` to every response and logs one line per request.
-async fn served_by(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> actix_web::Result<ServiceResponse<impl MessageBody>> {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let trace_id = crate::telemetry::current_trace_id();
-    let mut res = match next.call(req).await {
-        Ok(res) => res,
-        Err(err) => return Err(err),
-    };
-    let headers = res.headers_mut();
-    let replica = state.as_ref().map_or("unknown", |s| s.replica_id.as_str());
-    if let Ok(value) = HeaderValue::from_str(replica) {
-        headers.insert(header::HeaderName::from_static("x-served-by"), value);
-    }
-    if let Some(trace_id) = &trace_id {
-        if let Ok(value) = HeaderValue::from_str(trace_id) {
-            headers.insert(header::HeaderName::from_static("x-trace-id"), value);
-        }
-    }
-    let status = res.status();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let latency_ms = format_args!("{:.3}", start.elapsed().as_secs_f64() * 1000.0);
-    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::error!(target: "conduit_api::access", %method, %route, status = status.as_u16(), %latency_ms, "request");
-    } else {
-        tracing::info!(target: "conduit_api::access", %method, %route, status = status.as_u16(), %latency_ms, "request");
-    }
-    Ok(res)
 }

@@ -96,7 +96,11 @@ struct ApiArgs {
 fn init_api_telemetry() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
-        let _ = conduit_api::telemetry::init("load-test", "error", std::io::sink);
+        let _ = conduit_api::telemetry::init(
+            "load-test",
+            "error",
+            conduit_api::telemetry::LogTarget::Pipe(Box::new(std::io::sink())),
+        );
     });
 }
 

@@ -7,9 +7,11 @@
 use std::future::{ready, Ready};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use opentelemetry::trace::SpanKind;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::telemetry;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -52,7 +54,7 @@ pub(crate) fn authenticate_request(req: &HttpRequest) -> Result<Option<AuthUser>
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
-    let _span = tracing::info_span!("token.verify").entered();
+    let _span = telemetry::child("token.verify", SpanKind::Internal, Vec::new);
     let token = token.trim();
     match state.keys.verify(token) {
         Ok(claims) => Ok(Some(AuthUser {
@@ -60,7 +62,7 @@ pub(crate) fn authenticate_request(req: &HttpRequest) -> Result<Option<AuthUser>
             token: token.to_owned(),
         })),
         Err(why) => {
-            tracing::info!(reason = %why, "token refused");
+            log::info!("token refused reason={why}");
             Err(ApiError::Unauthorized("invalid or expired token"))
         }
     }

@@ -1,14 +1,16 @@
 //! Password hashing with argon2id, run off the async worker threads.
 //!
 //! Hashing is deliberately slow (tens of milliseconds); doing it on an actix worker would stall
-//! every other request on that worker, so it goes to the blocking pool, keeping the caller's span.
+//! every other request on that worker, so it goes to the blocking pool. Each hash and each check is a span of the request.
 
 use std::sync::OnceLock;
 
 use anyhow::Context as _;
 use argon2::password_hash::{phc::PasswordHash, PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
-use tracing::Instrument as _;
+use opentelemetry::trace::SpanKind;
+
+use crate::telemetry;
 
 /// At most this many hashes run at once (one per CPU): each holds 19 MiB while it runs, so an
 /// unbounded number would let a burst of logins exhaust memory, and more than one per CPU would
@@ -20,7 +22,7 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
     })
 }
 
-/// Runs `work` on the blocking pool, in the caller's span, once a hashing slot is free.
+/// Runs `work` on the blocking pool once a hashing slot is free.
 async fn off_the_workers<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -28,16 +30,14 @@ async fn off_the_workers<T: Send + 'static>(
         .acquire()
         .await
         .context("hashing slots closed")?;
-    let span = tracing::Span::current();
-    actix_web::rt::task::spawn_blocking(move || span.in_scope(work))
-        .in_current_span()
+    actix_web::rt::task::spawn_blocking(work)
         .await
         .context("password task failed")
 }
 
 /// Hashes `password` into a PHC string (argon2id, default parameters, random salt).
-#[tracing::instrument(name = "password.hash", skip_all)]
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    let _span = telemetry::child("password.hash", SpanKind::Internal, Vec::new);
     off_the_workers(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -48,8 +48,8 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 }
 
 /// Checks `password` against a stored PHC string. A malformed stored hash counts as a mismatch.
-#[tracing::instrument(name = "password.verify", skip_all)]
 pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
+    let _span = telemetry::child("password.verify", SpanKind::Internal, Vec::new);
     off_the_workers(move || {
         let Ok(parsed) = PasswordHash::new(&phc) else {
             return false;

@@ -62,7 +62,7 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(health(&state, "ok")),
         Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
+            log::warn!("readiness check failed error={err}");
             HttpResponse::ServiceUnavailable().json(health(&state, "unavailable"))
         }
     }

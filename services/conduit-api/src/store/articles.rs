@@ -92,7 +92,6 @@ impl Store {
     ///
     /// # Returns
     /// The new article's id.
-    #[tracing::instrument(level = "debug", name = "store.create_article", skip_all)]
     pub async fn create_article(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -120,11 +119,6 @@ impl Store {
     ///
     /// # Returns
     /// The article id (its slug may have changed).
-    #[tracing::instrument(
-        level = "debug",
-        name = "store.update_article",
-        skip(self, lease, changes)
-    )]
     pub async fn update_article(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -153,7 +147,6 @@ impl Store {
 
     /// Deletes the article at `slug` with its comments, favorites and index entries, if `viewer`
     /// wrote it.
-    #[tracing::instrument(level = "debug", name = "store.delete_article", skip(self, lease))]
     pub async fn delete_article(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -174,7 +167,6 @@ impl Store {
     ///
     /// # Returns
     /// The article id.
-    #[tracing::instrument(level = "debug", name = "store.favorite", skip(self, lease))]
     pub async fn favorite(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -200,7 +192,6 @@ impl Store {
     }
 
     /// The article at `slug` as `viewer` sees it, in three round trips.
-    #[tracing::instrument(level = "debug", name = "store.article", skip(self))]
     pub async fn article(&self, viewer: Option<&str>, slug: &str) -> StoreResult<ArticleView> {
         let id = self
             .article_id(slug)
@@ -216,7 +207,6 @@ impl Store {
     }
 
     /// A page of articles, newest first, and the number of all matches, in three round trips.
-    #[tracing::instrument(level = "debug", name = "store.list_articles", skip(self))]
     pub async fn list_articles(
         &self,
         viewer: Option<&str>,
@@ -237,7 +227,6 @@ impl Store {
     }
 
     /// A page of the articles by authors `viewer` follows, newest first, in three round trips.
-    #[tracing::instrument(level = "debug", name = "store.feed", skip(self))]
     pub async fn feed(
         &self,
         viewer: &str,
@@ -332,7 +321,6 @@ impl Store {
     }
 
     /// Tags in use, most used first (at most 1000), in one round trip.
-    #[tracing::instrument(level = "debug", name = "store.tags", skip(self))]
     pub async fn tags(&self) -> StoreResult<Vec<String>> {
         let mut pipe = redis::pipe();
         pipe.cmd("ZRANGE")

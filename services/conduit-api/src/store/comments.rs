@@ -43,7 +43,6 @@ impl Store {
     ///
     /// # Returns
     /// The new comment's id.
-    #[tracing::instrument(level = "debug", name = "store.add_comment", skip(self, lease, body))]
     pub async fn add_comment(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -61,7 +60,6 @@ impl Store {
     }
 
     /// Deletes comment `id` from the article at `slug` if `viewer` wrote it.
-    #[tracing::instrument(level = "debug", name = "store.delete_comment", skip(self, lease))]
     pub async fn delete_comment(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -80,7 +78,6 @@ impl Store {
     }
 
     /// Comments of the article at `slug`, newest first (at most 500), in four round trips.
-    #[tracing::instrument(level = "debug", name = "store.comments", skip(self))]
     pub async fn comments(
         &self,
         viewer: Option<&str>,

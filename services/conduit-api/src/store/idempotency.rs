@@ -28,7 +28,6 @@ pub enum Begin {
 
 impl Store {
     /// Starts (or resumes after a crash) the request identified by `scope` and `key`.
-    #[tracing::instrument(level = "debug", name = "store.idempotency_begin", skip_all)]
     pub async fn idempotency_begin(
         &self,
         scope: &str,
@@ -88,7 +87,6 @@ impl Store {
     }
 
     /// Stores the response for replay. Does nothing if the lease was taken over.
-    #[tracing::instrument(level = "debug", name = "store.idempotency_finish", skip_all)]
     pub async fn idempotency_finish(
         &self,
         lease: &IdempotencyLease,
@@ -107,7 +105,6 @@ impl Store {
     }
 
     /// Gives the key back after a failure that must not be replayed.
-    #[tracing::instrument(level = "debug", name = "store.idempotency_release", skip_all)]
     pub async fn idempotency_release(&self, lease: &IdempotencyLease) -> StoreResult<()> {
         let mut invocation = self.scripts.idempotency_release.prepare_invoke();
         invocation

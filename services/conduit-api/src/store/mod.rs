@@ -16,9 +16,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, FromRedisValue, Pipeline, ScriptInvocation, ServerErrorKind, Value};
-use tracing::Instrument as _;
+
+use crate::telemetry::{self, SpanGuard};
 
 pub use articles::{ArticleChanges, ArticleFilter, ArticleRecord, ArticleView, NewArticle};
 pub use comments::{CommentRecord, CommentView};
@@ -127,13 +130,17 @@ impl Store {
     }
 
     /// Runs a pipeline as one round trip, in a span naming its commands, within the timeout.
-    async fn query<T: FromRedisValue>(&self, commands: &str, pipe: &Pipeline) -> StoreResult<T> {
-        let span = tracing::info_span!(
-            "redis",
-            otel.kind = "client",
-            db.system = "redis",
-            db.operation = commands
-        );
+    async fn query<T: FromRedisValue>(
+        &self,
+        commands: &'static str,
+        pipe: &Pipeline,
+    ) -> StoreResult<T> {
+        let span = telemetry::child("redis", SpanKind::Client, || {
+            vec![
+                KeyValue::new("db.system", "redis"),
+                KeyValue::new("db.operation", commands),
+            ]
+        });
         let mut conn = self.conn.clone();
         self.bounded(span, pipe.query_async::<T>(&mut conn)).await
     }
@@ -141,43 +148,48 @@ impl Store {
     /// Runs a script as one round trip (EVALSHA, falling back to EVAL once after a Redis restart).
     async fn eval<T: FromRedisValue>(
         &self,
-        name: &str,
+        name: &'static str,
         invocation: &ScriptInvocation<'_>,
     ) -> StoreResult<T> {
-        let span = tracing::info_span!(
-            "redis",
-            otel.kind = "client",
-            db.system = "redis",
-            db.operation = "EVALSHA",
-            db.script = name
-        );
+        let span = telemetry::child("redis", SpanKind::Client, || {
+            vec![
+                KeyValue::new("db.system", "redis"),
+                KeyValue::new("db.operation", "EVALSHA"),
+                KeyValue::new("db.script", name),
+            ]
+        });
         let mut conn = self.conn.clone();
         self.bounded(span, invocation.invoke_async::<T>(&mut conn))
             .await
     }
 
-    /// Awaits one Redis exchange inside `span`, failing with `Unavailable` after the timeout.
+    /// Awaits one Redis exchange, failing with `Unavailable` after the timeout. A failure also
+    /// fails `span`.
     async fn bounded<T>(
         &self,
-        span: tracing::Span,
+        mut span: SpanGuard,
         exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> StoreResult<T> {
-        match tokio::time::timeout(self.timeout, exchange)
-            .instrument(span)
-            .await
-        {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(StoreError::Unavailable(anyhow!(
-                "redis did not answer within {:?}",
-                self.timeout
-            ))),
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                span.fail(err.to_string());
+                Err(err.into())
+            }
+            Err(_) => {
+                span.fail("timed out");
+                Err(StoreError::Unavailable(anyhow!(
+                    "redis did not answer within {:?}",
+                    self.timeout
+                )))
+            }
         }
     }
 
     /// Runs a write script with the common calling convention and maps its `{'err', ..}` replies.
     async fn write(
         &self,
-        name: &str,
+        name: &'static str,
         script: &redis::Script,
         lease: Option<&IdempotencyLease>,
         args: &[&str],

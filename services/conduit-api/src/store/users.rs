@@ -62,7 +62,6 @@ impl Store {
     ///
     /// # Returns
     /// The new user's id.
-    #[tracing::instrument(level = "debug", name = "store.create_user", skip_all)]
     pub async fn create_user(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -80,7 +79,6 @@ impl Store {
     }
 
     /// One user by id, in one round trip.
-    #[tracing::instrument(level = "debug", name = "store.user_by_id", skip(self))]
     pub async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         let mut pipe = redis::pipe();
         pipe.cmd("HMGET")
@@ -91,7 +89,6 @@ impl Store {
     }
 
     /// One user by email (already lowercased), in two round trips.
-    #[tracing::instrument(level = "debug", name = "store.user_by_email", skip_all)]
     pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
         let mut pipe = redis::pipe();
         pipe.cmd("HGET").arg(self.keys.users_by_email()).arg(email);
@@ -103,7 +100,6 @@ impl Store {
     }
 
     /// Applies `changes` to user `id`; new username or email must be unused by anyone else.
-    #[tracing::instrument(level = "debug", name = "store.update_user", skip_all)]
     pub async fn update_user(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -130,7 +126,6 @@ impl Store {
     }
 
     /// The profile of `username` as `viewer` sees it, in two round trips.
-    #[tracing::instrument(level = "debug", name = "store.profile", skip(self))]
     pub async fn profile(&self, viewer: Option<&str>, username: &str) -> StoreResult<ProfileView> {
         let mut pipe = redis::pipe();
         pipe.cmd("HGET")
@@ -216,7 +211,6 @@ impl Store {
     ///
     /// # Returns
     /// The id of the followed user.
-    #[tracing::instrument(level = "debug", name = "store.follow", skip(self, lease))]
     pub async fn follow(
         &self,
         lease: Option<&IdempotencyLease>,
@@ -234,7 +228,6 @@ impl Store {
     }
 
     /// Failed logins counted for this account and this client address in the current window.
-    #[tracing::instrument(level = "debug", name = "store.login_failures", skip_all)]
     pub async fn login_failures(&self, email: &str, address: &str) -> StoreResult<(u64, u64, u64)> {
         let (account, addr) = (
             self.keys.login_failures_account(email),
@@ -257,7 +250,6 @@ impl Store {
 
     /// Counts one failed login against the account and the address; the window starts at the
     /// first failure.
-    #[tracing::instrument(level = "debug", name = "store.record_login_failure", skip_all)]
     pub async fn record_login_failure(
         &self,
         email: &str,

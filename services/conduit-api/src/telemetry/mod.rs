@@ -1,29 +1,34 @@
 //! Logs and traces.
 //!
-//! Logs go through `tracing-subscriber`'s formatter, filtered by `RUST_LOG` with the same syntax
-//! env_logger uses (`info`, `conduit_api=debug,actix_web=warn`, ...). It is used instead of
-//! env_logger because it sees the active span: every line logged while serving a request ends
-//! with that request's `trace_id`, and every line with the replica id. Libraries that log through
-//! the `log` crate are bridged into it. One line looks like
+//! Logs go through env_logger, filtered by `RUST_LOG` (`info`, `conduit_api=debug,actix_web=warn`,
+//! ...). Every line ends with the replica id and, while a request is served, with that request's
+//! `trace_id`, read from the OpenTelemetry context the request runs in. Libraries that report
+//! through `tracing` instead of `log` reach the same lines. One line looks like
 //!
 //! ```text
-//! 2026-11-28T09:12:01.482913Z  INFO conduit_api::access: request method=GET route=/api/user status=200 latency_ms=0.41 replica=api-1 trace_id=4bf92f3577b34da6a3ce929d0e0e4736
+//! 2026-11-28T09:12:01.482913Z  INFO conduit_api::access: request method=GET route=/api/user status=200 latency_ms=0.410 replica=api-1 trace_id=4bf92f3577b34da6a3ce929d0e0e4736
 //! ```
 //!
-//! The formatter only sees events, never spans: span fields are for traces, and formatting them
-//! for every request would cost more than the request itself.
-//!
-//! Traces go to an OTLP collector (Jaeger, or any OpenTelemetry collector) when
+//! Traces are made with the OpenTelemetry API directly ([`spans`]), not through `tracing`
+//! spans: bridging every span through `tracing-opentelemetry` cost several times what the SDK
+//! itself costs, more than a whole cheap request, and the logs need nothing from `tracing`.
+//! They go to an OTLP collector (Jaeger, or any OpenTelemetry collector) when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, over gRPC or,
 //! with `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, over HTTP. Export is batched on a background
 //! thread with a bounded queue, so a slow or absent collector never slows a request (spans are
 //! dropped instead). Every span carries the resource attributes `service.name`,
 //! `service.version`, `service.instance.id` (the replica id), `host.name`, and `k8s.pod.name` /
-//! `k8s.node.name` when the downward API provides `K8S_POD_NAME` / `K8S_NODE_NAME`.
+//! `k8s.node.name` when the downward API provides `K8S_POD_NAME` / `K8S_NODE_NAME`. Warnings and
+//! errors logged during a request also become events on its server span.
 //! `OTEL_SDK_DISABLED=true` turns tracing off entirely.
 
+mod logs;
+pub mod spans;
+
+pub use spans::{child, SpanGuard};
+
 use anyhow::Context as _;
-use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -31,23 +36,13 @@ use opentelemetry_sdk::trace::{
     BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider,
 };
 use opentelemetry_sdk::Resource;
-use tracing::{Event, Level, Subscriber};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::filter::{filter_fn, FilterExt as _, FilterFn, LevelFilter};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer as _};
+
+/// Where log lines go: standard error for the binary, standard output for tests.
+pub use env_logger::Target as LogTarget;
 
 /// The log filter when `RUST_LOG` is not set: our request lines at info; client errors (4xx),
 /// which the request line already shows, are not repeated as warnings.
-pub const DEFAULT_LOG_FILTER: &str = "info,tracing_actix_web=error";
-
-/// Spans from these crates would describe the exporter exporting itself.
-const TRACE_FILTER: &str = "info,h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Keeps the tracer provider alive; [`TelemetryGuard::shutdown`] flushes pending spans.
 pub struct TelemetryGuard {
@@ -72,34 +67,25 @@ impl TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: formatted logs to `sink` filtered by `RUST_LOG` (default
-/// `default_filter`), and an OpenTelemetry layer when tracing is enabled.
+/// Installs the process logger (lines to `target`, filtered by `RUST_LOG`, default
+/// `default_filter`) and, unless tracing is disabled, the tracer that [`spans`] uses.
 ///
 /// # Errors
-/// The exporter cannot be built (for example an invalid endpoint), or a subscriber is already set.
-pub fn init<W>(replica_id: &str, default_filter: &str, sink: W) -> anyhow::Result<TelemetryGuard>
-where
-    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
-{
-    let log_filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(sink)
-        .with_ansi(false)
-        .event_format(LogLine {
-            replica: replica_id.to_owned(),
-        })
-        .with_filter(log_filter.and(only(|meta| meta.is_event())));
+/// The exporter cannot be built (for example an invalid endpoint), or a logger is already set.
+pub fn init(
+    replica_id: &str,
+    default_filter: &str,
+    target: LogTarget,
+) -> anyhow::Result<TelemetryGuard> {
+    let logger = logs::Logger::new(replica_id, default_filter, target);
+    let max_level = logger.max_level();
+    log::set_boxed_logger(Box::new(logger)).context("a logger is already set")?;
+    log::set_max_level(max_level);
 
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     if disabled {
-        tracing_subscriber::registry()
-            .with(fmt)
-            .try_init()
-            .context("a global subscriber is already set")?;
         return Ok(TelemetryGuard { provider: None });
     }
-
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let endpoint_set = [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -118,28 +104,7 @@ where
     // Without an exporter the provider still creates trace ids, so responses and logs carry them
     // and an incoming `traceparent` is continued.
     let provider = builder.build();
-    let tracer = provider.tracer("conduit-api");
-    // Spans carry what a reader of the trace needs; source locations, targets, thread names and
-    // busy/idle timings would add eight attributes to every span. Nothing here reads the
-    // OpenTelemetry context from a thread-local, so entering a span need not install it (that
-    // happened on every poll of every instrumented future). Events become span events only
-    // from WARN up: the request line is already the server span.
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_target(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-        .with_filter(
-            EnvFilter::new(TRACE_FILTER)
-                .and(only(|meta| meta.is_span() || *meta.level() <= Level::WARN)),
-        );
-    tracing_subscriber::registry()
-        .with(fmt)
-        .with(otel)
-        .try_init()
-        .context("a global subscriber is already set")?;
+    spans::install(provider.tracer("conduit-api"), endpoint_set);
     Ok(TelemetryGuard {
         provider: endpoint_set.then_some(provider),
     })
@@ -216,80 +181,4 @@ fn exporter() -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
             "unsupported OTEL_EXPORTER_OTLP_PROTOCOL {other:?} (use grpc or http/protobuf)"
         ),
     }
-}
-
-/// The trace id of the current span, as 32 hex digits, if tracing is on.
-pub fn current_trace_id() -> Option<String> {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
-}
-
-/// A filter on metadata alone. It claims every level, so combined with `and` the other filter's
-/// level hint stays in force and disabled callsites (and `log` records) are skipped cheaply.
-fn only(
-    enabled: impl Fn(&tracing::Metadata<'_>) -> bool,
-) -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
-    filter_fn(enabled).with_max_level_hint(LevelFilter::TRACE)
-}
-
-/// One log line: time, level, target, the event's fields, the replica id and, while a request
-/// is being served with tracing on, its trace id.
-struct LogLine {
-    replica: String,
-}
-
-impl<S, N> FormatEvent<S, N> for LogLine
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> std::fmt::Result {
-        let meta = event.metadata();
-        SystemTime.format_time(&mut writer)?;
-        write!(writer, " {:>5} {}: ", meta.level().as_str(), meta.target())?;
-        ctx.format_fields(writer.by_ref(), event)?;
-        write!(writer, " replica={}", self.replica)?;
-        if let Some(trace_id) = current_trace_id() {
-            write!(writer, " trace_id={trace_id}")?;
-        }
-        writeln!(writer)
-    }
-}
-
-/// Reads W3C trace context from request headers.
-struct HeaderCarrier<'a>(&'a actix_web::http::header::HeaderMap);
-
-impl opentelemetry::propagation::Extractor for HeaderCarrier<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-/// Makes `span` continue the trace named by an incoming `traceparent` header, if any.
-pub fn continue_remote_trace(span: &tracing::Span, headers: &actix_web::http::header::HeaderMap) {
-    if span.is_disabled() || !headers.contains_key("traceparent") {
-        return;
-    }
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderCarrier(headers))
-    });
-    let _ = span.set_parent(parent);
-}
-
-/// Standard error, for `init` in the binary.
-pub fn stderr() -> impl for<'a> MakeWriter<'a> + Send + Sync + 'static {
-    std::io::stderr
 }

@@ -21,7 +21,11 @@ fn init_logs() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            let _ = conduit_api::telemetry::init("test", "debug", std::io::stdout);
+            let _ = conduit_api::telemetry::init(
+                "test",
+                "debug",
+                conduit_api::telemetry::LogTarget::Stdout,
+            );
         }
     });
 }

@@ -18,9 +18,20 @@ fn free_port() -> u16 {
 
 /// A replica process exporting to the receiver, over gRPC or HTTP/protobuf.
 fn replica(name: &str, port: u16, prefix: &str, endpoint: &str, protocol: &str) -> Child {
+    replica_with_redis(name, port, prefix, endpoint, protocol, &redis_url())
+}
+
+fn replica_with_redis(
+    name: &str,
+    port: u16,
+    prefix: &str,
+    endpoint: &str,
+    protocol: &str,
+    redis: &str,
+) -> Child {
     Command::new(BIN)
         .env("CONDUIT_ADDR", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", redis_url())
+        .env("REDIS_URL", redis)
         .env("CONDUIT_REDIS_PREFIX", prefix)
         .env("CONDUIT_JWT_KEYS", TEST_KEYS)
         .env("CONDUIT_REPLICA_ID", name)
@@ -176,6 +187,14 @@ async fn one_client_trace_shows_spans_from_every_replica() {
             Some("/api/user")
         );
         assert_eq!(
+            server
+                .attributes
+                .get("http.status_code")
+                .map(String::as_str),
+            Some("200")
+        );
+        assert_eq!(server.status, "OK");
+        assert_eq!(
             server.attributes.get("conduit.replica"),
             server.service_instance_id.as_ref()
         );
@@ -221,6 +240,100 @@ async fn one_client_trace_shows_spans_from_every_replica() {
             "{name} logged no line with the trace id:\n{log}"
         );
     }
+}
+
+async fn wait_ready(client: &reqwest::Client, port: u16, path: &str) {
+    for _ in 0..100 {
+        if client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("replica on {port} did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_request_is_an_error_in_its_trace_with_the_warning_as_an_event() {
+    // Arrange: a replica whose Redis refuses connections, exporting to the receiver.
+    let receiver = Receiver::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dead_redis = format!("redis://127.0.0.1:{}/", free_port());
+    let port = free_port();
+    let child = replica_with_redis(
+        "trace-down",
+        port,
+        &unique_prefix(),
+        &receiver.grpc_endpoint(),
+        "grpc",
+        &dead_redis,
+    );
+    let client = reqwest::Client::new();
+    wait_ready(&client, port, "/healthz").await;
+    let trace_id = format!("{:032x}", 0xdead_0000_u128 + rand_suffix());
+
+    // Act: a read that needs Redis.
+    let res = client
+        .get(format!("http://127.0.0.1:{port}/api/profiles/someone"))
+        .header("traceparent", format!("00-{trace_id}-00000000000000aa-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+
+    // Assert: the server span failed, carries the logged warning, and so does the Redis span.
+    let report = receiver.trace_report(&trace_id);
+    let trace = report
+        .trace(&trace_id)
+        .unwrap_or_else(|| panic!("trace {trace_id} not received"));
+    let server = trace
+        .spans
+        .iter()
+        .find(|s| s.kind == "SERVER")
+        .expect("a server span");
+    assert_eq!(server.status, "ERROR");
+    assert_eq!(
+        server
+            .attributes
+            .get("http.status_code")
+            .map(String::as_str),
+        Some("503")
+    );
+    assert!(
+        server
+            .events
+            .iter()
+            .any(|e| e.starts_with("data store unavailable")),
+        "the warning is an event of the server span: {:?}",
+        server.events
+    );
+    let redis = trace
+        .spans
+        .iter()
+        .find(|s| s.name == "redis")
+        .expect("a Redis span");
+    assert_eq!(redis.status, "ERROR");
+    assert!(!redis.status_message.is_empty());
+    assert_eq!(
+        redis.parent_span_id.as_deref(),
+        Some(server.span_id.as_str())
+    );
 }
 
 fn rand_suffix() -> u128 {

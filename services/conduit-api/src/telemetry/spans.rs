@@ -1,0 +1,153 @@
+//! Spans, made with the OpenTelemetry API directly.
+//!
+//! A request's server span is started by the access middleware and attached to the request's
+//! future as the current OpenTelemetry context; the work inside it (token check, password hashing,
+//! each Redis round trip) starts child spans of whatever is current. Nothing here goes through
+//! `tracing`: a span costs the SDK's bookkeeping and no more, and a span that the sampler drops
+//! costs almost nothing.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use actix_web::http::header::HeaderMap;
+use actix_web::http::StatusCode;
+use opentelemetry::trace::{
+    Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::SdkTracer;
+
+struct Tracing {
+    tracer: SdkTracer,
+    /// Whether spans leave the process. Without an exporter only server spans are made: they
+    /// give each request a trace id for its logs and its `X-Trace-Id`.
+    exporting: bool,
+}
+
+static TRACING: OnceLock<Tracing> = OnceLock::new();
+
+/// Makes spans from now on. Called once, by `telemetry::init`.
+pub(super) fn install(tracer: SdkTracer, exporting: bool) {
+    let _ = TRACING.set(Tracing { tracer, exporting });
+}
+
+/// A span of work inside a request. It ends when dropped.
+///
+/// Outside a sampled request, or with tracing off, it is empty and costs nothing.
+pub struct SpanGuard(Option<opentelemetry_sdk::trace::Span>);
+
+impl SpanGuard {
+    /// Marks the span as failed, with a short description of why.
+    pub fn fail(&mut self, description: impl Into<Cow<'static, str>>) {
+        if let Some(span) = &mut self.0 {
+            span.set_status(Status::error(description));
+        }
+    }
+}
+
+/// Starts a span inside the current request's span. `attributes` is only called when the span
+/// is recorded.
+pub fn child(
+    name: &'static str,
+    kind: SpanKind,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+) -> SpanGuard {
+    let Some(tracing) = TRACING.get().filter(|t| t.exporting) else {
+        return SpanGuard(None);
+    };
+    Context::map_current(|parent| {
+        if !parent.span().span_context().is_sampled() {
+            return SpanGuard(None);
+        }
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(kind)
+            .with_attributes(attributes());
+        SpanGuard(Some(tracing.tracer.build_with_context(builder, parent)))
+    })
+}
+
+/// What the server span of one request is made from.
+pub struct ServerRequest<'a> {
+    pub method: &'a str,
+    /// The route template (`/api/articles/{slug}`), never the raw path: it names the span.
+    pub route: &'a str,
+    pub target: String,
+    pub replica: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// Starts a request's server span, continuing the caller's trace when the request carries a
+/// `traceparent`. Returns the context to run the request in (empty with tracing off).
+pub fn start_server_span(request: ServerRequest<'_>) -> Context {
+    let Some(tracing) = TRACING.get() else {
+        return Context::new();
+    };
+    let parent = remote_parent(request.headers);
+    let builder = SpanBuilder::from_name(format!("{} {}", request.method, request.route))
+        .with_kind(SpanKind::Server)
+        .with_attributes(vec![
+            KeyValue::new("http.method", request.method.to_owned()),
+            KeyValue::new("http.route", request.route.to_owned()),
+            KeyValue::new("http.target", request.target),
+            KeyValue::new("conduit.replica", request.replica.to_owned()),
+        ]);
+    let span = tracing.tracer.build_with_context(builder, &parent);
+    parent.with_span(span)
+}
+
+/// Ends a server span with the response status. A 5xx marks the span as failed, with the
+/// error's message when there is one.
+pub fn end_server_span(
+    context: &Context,
+    status: StatusCode,
+    error: Option<&dyn std::fmt::Display>,
+) {
+    let span = context.span();
+    if !span.is_recording() {
+        return;
+    }
+    span.set_attribute(KeyValue::new(
+        "http.status_code",
+        i64::from(status.as_u16()),
+    ));
+    if status.is_server_error() {
+        let message = error.map_or_else(|| status.to_string(), ToString::to_string);
+        span.set_attribute(KeyValue::new("exception.message", message.clone()));
+        span.set_status(Status::error(message));
+    } else {
+        span.set_status(Status::Ok);
+    }
+    span.end();
+}
+
+/// The trace id of `context`'s span, as 32 hex digits, if it has one.
+pub fn trace_id(context: &Context) -> Option<String> {
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// Reads W3C trace context from request headers.
+struct HeaderCarrier<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The caller's span from a `traceparent` header, or an empty context.
+fn remote_parent(headers: &HeaderMap) -> Context {
+    if !headers.contains_key("traceparent") {
+        return Context::new();
+    }
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderCarrier(headers))
+    })
+}
