@@ -31,6 +31,9 @@ impl Logger {
             env_logger::Env::default().default_filter_or(default_filter),
         )
         .target(target)
+        // The format below adds no colours. Any other style than `Always` would pass every line
+        // through a filter that looks for colour codes to strip, at a third of the line's cost.
+        .write_style(env_logger::WriteStyle::Always)
         .format(move |buf, record| {
             write!(
                 buf,
