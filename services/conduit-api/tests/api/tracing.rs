@@ -66,12 +66,7 @@ fn ancestors_reach_server<'a>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_trace_shows_spans_from_every_replica() {
     // Arrange: a receiver and three replica processes (two export over gRPC, one over HTTP).
-    let receiver = Receiver::start(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let receiver = local_receiver().await;
     let prefix = unique_prefix();
     let ports = [free_port(), free_port(), free_port()];
     let names = ["trace-r1", "trace-r2", "trace-r3"];
@@ -100,21 +95,7 @@ async fn one_client_trace_shows_spans_from_every_replica() {
     ];
     let client = reqwest::Client::new();
     for port in ports {
-        let mut ready = false;
-        for _ in 0..100 {
-            if let Ok(res) = client
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-            {
-                if res.status().is_success() {
-                    ready = true;
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(ready, "replica on {port} did not become ready");
+        wait_for(&client, port, "/readyz").await;
     }
     let register = client
         .post(format!("http://127.0.0.1:{}/api/users", ports[0]))
@@ -242,30 +223,37 @@ async fn one_client_trace_shows_spans_from_every_replica() {
     }
 }
 
-async fn wait_ready(client: &reqwest::Client, port: u16, path: &str) {
+/// Waits until the replica on `port` answers `path` with a success.
+async fn wait_for(client: &reqwest::Client, port: u16, path: &str) {
     for _ in 0..100 {
-        if client
+        if let Ok(res) = client
             .get(format!("http://127.0.0.1:{port}{path}"))
             .send()
             .await
-            .is_ok()
         {
-            return;
+            if res.status().is_success() {
+                return;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("replica on {port} did not start");
+    panic!("replica on {port} did not answer {path}");
+}
+
+/// An OTLP receiver on loopback ports of its own.
+async fn local_receiver() -> Receiver {
+    Receiver::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_request_is_an_error_in_its_trace_with_the_warning_as_an_event() {
     // Arrange: a replica whose Redis refuses connections, exporting to the receiver.
-    let receiver = Receiver::start(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let receiver = local_receiver().await;
     let dead_redis = format!("redis://127.0.0.1:{}/", free_port());
     let port = free_port();
     let child = replica_with_redis(
@@ -277,7 +265,7 @@ async fn a_failed_request_is_an_error_in_its_trace_with_the_warning_as_an_event(
         &dead_redis,
     );
     let client = reqwest::Client::new();
-    wait_ready(&client, port, "/healthz").await;
+    wait_for(&client, port, "/healthz").await;
     let trace_id = format!("{:032x}", 0xdead_0000_u128 + rand_suffix());
 
     // Act: a read that needs Redis.
