@@ -28,14 +28,13 @@ pub async fn observe(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let replica = req
-        .app_data::<web::Data<AppState>>()
-        .map_or_else(|| "unknown".to_owned(), |s| s.replica_id.clone());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let replica = state.as_ref().map_or("unknown", |s| s.replica_id.as_str());
     let context = spans::start_server_span(ServerRequest {
         method: method.as_str(),
         route: &route,
         target: req.uri().to_string(),
-        replica: &replica,
+        replica,
         headers: req.headers(),
     });
 
@@ -63,7 +62,7 @@ pub async fn observe(
     }
     let mut res = outcome?;
     let headers = res.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&replica) {
+    if let Ok(value) = HeaderValue::from_str(replica) {
         headers.insert(X_SERVED_BY, value);
     }
     if let Some(value) = trace_id.and_then(|id| HeaderValue::from_str(&id).ok()) {

@@ -1,7 +1,8 @@
 //! Password hashing with argon2id, run off the async worker threads.
 //!
 //! Hashing is deliberately slow (tens of milliseconds); doing it on an actix worker would stall
-//! every other request on that worker, so it goes to the blocking pool. Each hash and each check is a span of the request.
+//! every other request on that worker, so it goes to the blocking pool. Each hash and each check
+//! is a span of the request.
 
 use std::sync::OnceLock;
 

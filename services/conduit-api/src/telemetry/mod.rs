@@ -40,8 +40,8 @@ use opentelemetry_sdk::Resource;
 /// Where log lines go: standard error for the binary, standard output for tests.
 pub use env_logger::Target as LogTarget;
 
-/// The log filter when `RUST_LOG` is not set: our request lines at info; client errors (4xx),
-/// which the request line already shows, are not repeated as warnings.
+/// The log filter when `RUST_LOG` is not set: one line per request, and what the replica and
+/// its libraries report at info and above.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Keeps the tracer provider alive; [`TelemetryGuard::shutdown`] flushes pending spans.

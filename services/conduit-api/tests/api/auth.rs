@@ -173,13 +173,7 @@ async fn key_rotation_keeps_old_tokens_valid_until_the_old_key_leaves_the_ring()
     rotated.jwt_keys = Some(format!("{OTHER_KEY},{TEST_KEYS}"));
     let rotated = spawn_with(rotated).await;
     let me = rotated.get("/api/user", Some(&old_token)).await;
-    let login = rotated
-        .post(
-            "/api/users/login",
-            None,
-            json!({"user": {"email": "jake@example.com", "password": "password123"}}),
-        )
-        .await;
+    let login = rotated.login("jake").await;
     // Assert: the old token still works (and is handed back as it was), and a fresh login is
     // signed with the new key.
     assert_eq!(me.status, StatusCode::OK);

@@ -223,6 +223,16 @@ impl TestApp {
         reply.body["user"]["token"].as_str().unwrap().to_owned()
     }
 
+    /// Logs in as `name`, registered by [`TestApp::register`], with the right password.
+    pub async fn login(&self, name: &str) -> Reply {
+        self.post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": format!("{name}@example.com"), "password": "password123"}}),
+        )
+        .await
+    }
+
     /// Creates an article and returns its slug.
     pub async fn create_article(&self, token: &str, title: &str, tags: &[&str]) -> String {
         let reply = self

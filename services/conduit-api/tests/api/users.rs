@@ -114,13 +114,7 @@ async fn repeated_login_failures_are_limited_for_every_replica_sharing_redis() {
             StatusCode::UNAUTHORIZED
         );
     }
-    let limited = b
-        .post(
-            "/api/users/login",
-            None,
-            json!({"user": {"email": "jake@example.com", "password": "password123"}}),
-        )
-        .await;
+    let limited = b.login("jake").await;
     // Assert: the fourth try is refused even with the right password, with a Retry-After.
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     limited.errors();
