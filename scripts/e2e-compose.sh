@@ -122,6 +122,15 @@ teardown() {
             log "--- $c"
             podman logs --tail 8 "$c" 2>&1 | cut -c1-240 | sed 's/^/    /' >&2 || true
         done
+        log "--- warnings and errors of every replica, and nginx's answers other than 2xx"
+        for c in $(podman ps -a --format '{{.Names}}' --filter "label=io.podman.compose.project=$PROJECT" 2>/dev/null); do
+            podman logs "$c" 2>&1 | grep -E ' (WARN|ERROR) | status=[^2]' | sed "s/^/    $c: /" | cut -c1-300 | tail -n 12 >&2 || true
+        done
+        for f in "$TMP"/removed-*.log; do
+            if [[ -e $f ]]; then
+                grep -E ' (WARN|ERROR) ' "$f" | sed "s/^/    $(basename "$f" .log): /" | cut -c1-300 | tail -n 12 >&2 || true
+            fi
+        done
     fi
     if [[ $KEEP == 1 ]]; then
         log "--keep: the stack keeps running as project $PROJECT on $BASE"
@@ -311,15 +320,19 @@ log "traffic for up to $TRAFFIC_SECONDS s; $ARTICLES_BEFORE articles in Redis"
 python3 "$ROOT/scripts/compose-traffic.py" --base-url "$BASE" --token "$TOKEN" --read-slug "$SLUG" \
     --duration "$TRAFFIC_SECONDS" --stop-file "$TMP/stop" >"$TMP/traffic.json" &
 TRAFFIC_PID=$!
+TRAFFIC_START=$SECONDS
 sleep 4
 log "scaling down to 2: stopping replicas 5, 4 and 3 (SIGTERM, drain)"
 podman stop -t 20 "$(container api 5)" "$(container api 4)" "$(container api 3)" >>"$COMPOSE_LOG" 2>&1
 # podman-compose created nginx with a dependency on the first 3 replicas, so replica 3 can be
 # stopped but not removed while nginx exists; the later ones go away completely.
+for c in "$(container api 5)" "$(container api 4)"; do
+    podman logs "$c" >"$TMP/removed-$c.log" 2>&1 || true
+done
 podman rm "$(container api 5)" "$(container api 4)" >>"$COMPOSE_LOG" 2>&1
 sleep 3
 VICTIM=$(container api 2)
-log "SIGKILL $VICTIM"
+log "SIGKILL $VICTIM, $((SECONDS - TRAFFIC_START)) s into the traffic"
 podman kill --signal KILL "$VICTIM" >>"$COMPOSE_LOG" 2>&1
 sleep 8
 touch "$TMP/stop"
@@ -333,7 +346,8 @@ UNACKED=$(tr_get 'd["writes_unacked"]')
 RETRIES=$(tr_get 'd["write_retries"]')
 DISTINCT_ACKED=$(tr_get 'len(set(d["acked_slugs"]))')
 log "traffic: $(tr_get '{k: v for k, v in d.items() if k != "acked_slugs"}')"
-check "no failed read under scale-down + SIGKILL" "$READS_OK ok, $READS_FAILED failed" \
+READ_FAILURES=$(tr_get '"; ".join("%s %s at %ss: %s" % (f["path"], f["status"], f["at"], f["body"][:80].replace("|", "/").replace("\\n", " ")) for f in d["read_failures"][:3])')
+check "no failed read under scale-down + SIGKILL" "$READS_OK ok, $READS_FAILED failed${READ_FAILURES:+ (first: $READ_FAILURES)}" \
     test "$READS_FAILED" = 0 -a "$READS_OK" -gt 0
 check "every write acknowledged (with retries)" "$ACKED acknowledged, $UNACKED not, $RETRIES retries" \
     test "$UNACKED" = 0 -a "$ACKED" -gt 0 -a "$DISTINCT_ACKED" = "$ACKED"
