@@ -1,6 +1,7 @@
 //! Builds the HTTP application and runs it until it is stopped.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -23,11 +24,12 @@ use crate::store::Store;
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Everything a handler may use. It holds handles and configuration, never client data.
+/// Everything a handler may use. It holds handles and configuration, never client data. Each
+/// worker has its own, with its own Redis connection; the rest is shared or copied.
 pub struct AppState {
     pub config: Config,
     pub store: Store,
-    pub keys: KeyRing,
+    pub keys: Arc<KeyRing>,
     pub replica_id: String,
     pub draining: Draining,
 }
@@ -67,16 +69,20 @@ impl Application {
             keys.current_kid(),
             keys.fingerprint()
         );
-        let state = web::Data::new(AppState {
-            config,
-            store,
-            keys,
-            replica_id: replica_id.clone(),
-            draining: draining.clone(),
-        });
+        let keys = Arc::new(keys);
+        let shared = draining.clone();
+        let replica = replica_id.clone();
         let server = HttpServer::new(move || {
+            // Built once per worker, on the worker's thread: see `Store::own_connection`.
+            let state = web::Data::new(AppState {
+                config: config.clone(),
+                store: store.own_connection(),
+                keys: keys.clone(),
+                replica_id: replica.clone(),
+                draining: shared.clone(),
+            });
             App::new()
-                .app_data(state.clone())
+                .app_data(state)
                 .app_data(json_config())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .app_data(web::QueryConfig::default().error_handler(query_error))

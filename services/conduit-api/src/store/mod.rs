@@ -88,9 +88,16 @@ impl From<redis::RedisError> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Handle to the business data. Cheap to clone; holds no client data.
+///
+/// Clones share one connection. Each HTTP worker opens its own with [`Store::own_connection`]:
+/// a connection's I/O task runs on the runtime of the thread that first uses it, and a worker's
+/// runtime ends when that worker stops, which during a graceful shutdown is while the other
+/// workers still finish their requests.
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
+    client: redis::Client,
+    manager_config: ConnectionManagerConfig,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
     timeout: Duration,
@@ -101,19 +108,40 @@ impl Store {
     /// yet; the connection is made on first use and re-made after any failure.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).map_err(|e| anyhow!("invalid REDIS_URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
+        let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())?;
         Ok(Self {
             conn,
+            client,
+            manager_config,
             keys: Keys::new(prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
             timeout,
         })
+    }
+
+    /// The same store over a connection of its own, made on first use. Each worker calls this
+    /// once on its own thread, so its Redis I/O lives and ends with the worker.
+    pub fn own_connection(&self) -> Self {
+        match ConnectionManager::new_lazy_with_config(
+            self.client.clone(),
+            self.manager_config.clone(),
+        ) {
+            Ok(conn) => Self {
+                conn,
+                ..self.clone()
+            },
+            Err(err) => {
+                // Not expected: `new` already built a manager from the same settings.
+                log::warn!("sharing the Redis connection, a new one failed error={err}");
+                self.clone()
+            }
+        }
     }
 
     /// The key builder (tests use it to look at what a request wrote).

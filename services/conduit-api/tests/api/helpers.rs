@@ -145,6 +145,11 @@ pub async fn spawn_with(config: Config) -> TestApp {
 }
 
 impl TestApp {
+    /// Stops the replica, gracefully (open connections are served until they close) or not.
+    pub fn stop(&self, graceful: bool) -> impl std::future::Future<Output = ()> {
+        self.handle.stop(graceful)
+    }
+
     pub async fn raw(
         &self,
         method: Method,

@@ -12,5 +12,6 @@ mod process;
 mod profiles;
 mod redis_outage;
 mod replicas;
+mod shutdown;
 mod tracing;
 mod users;
