@@ -46,13 +46,14 @@ pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Keeps the tracer provider alive; [`TelemetryGuard::shutdown`] flushes pending spans.
 pub struct TelemetryGuard {
+    /// Only when spans are exported: there is nothing to flush otherwise.
     provider: Option<SdkTracerProvider>,
 }
 
 impl TelemetryGuard {
     /// Whether spans are exported.
     pub fn exporting(&self) -> bool {
-        self.provider.is_some()
+        spans::exporting()
     }
 
     /// Flushes and stops the exporter. Runs on a blocking thread: the exporter may need the

@@ -31,6 +31,11 @@ pub(super) fn install(tracer: SdkTracer, exporting: bool) {
     let _ = TRACING.set(Tracing { tracer, exporting });
 }
 
+/// Whether spans leave the process.
+pub(super) fn exporting() -> bool {
+    TRACING.get().is_some_and(|t| t.exporting)
+}
+
 /// A span of work inside a request. It ends when dropped.
 ///
 /// Outside a sampled request, or with tracing off, it is empty and costs nothing.

@@ -53,6 +53,15 @@ pub fn test_config(prefix: &str, replica: &str) -> Config {
     }
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn unique_prefix() -> String {
     format!("test-{:016x}", rand_u64())
 }

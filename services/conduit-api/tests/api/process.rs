@@ -1,6 +1,6 @@
 //! The real binary: refusing to start without keys, key generation, and graceful shutdown.
 
-use crate::helpers::{redis_url, unique_prefix, TEST_KEYS};
+use crate::helpers::{free_port, redis_url, unique_prefix, TEST_KEYS};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -70,11 +70,7 @@ fn get(port: u16, path: &str) -> Option<u16> {
 #[test]
 fn sigterm_drains_then_exits_0() {
     // Arrange: the binary with a 3-second drain.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(BIN)
         .env("CONDUIT_ADDR", format!("127.0.0.1:{port}"))
         .env("REDIS_URL", redis_url())

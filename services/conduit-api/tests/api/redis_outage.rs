@@ -1,17 +1,9 @@
 //! With Redis gone, requests fail fast with 503 and the replica recovers by itself.
 
-use crate::helpers::{spawn_with, test_config, unique_prefix};
+use crate::helpers::{free_port, spawn_with, test_config, unique_prefix};
 use reqwest::StatusCode;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start_redis(port: u16) -> Child {
     #[allow(clippy::zombie_processes)] // every caller kills and waits for it

@@ -1,20 +1,12 @@
 //! Traces: one client trace spread over three replicas, seen by a real OTLP receiver.
 
-use crate::helpers::{redis_url, unique_prefix, TEST_KEYS};
+use crate::helpers::{free_port, redis_url, unique_prefix, TEST_KEYS};
 use otlp_receiver::{Receiver, SpanRecord};
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_conduit-api");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A replica process exporting to the receiver, over gRPC or HTTP/protobuf.
 fn replica(name: &str, port: u16, prefix: &str, endpoint: &str, protocol: &str) -> Child {
