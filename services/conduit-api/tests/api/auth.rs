@@ -4,7 +4,7 @@ use crate::helpers::{spawn_app, spawn_with, test_config, unique_prefix, OTHER_KE
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 fn now() -> i64 {
@@ -110,15 +110,7 @@ async fn bad_tokens_are_refused_with_401() {
         ("no token", "Token".to_owned()),
     ];
     for (name, header) in cases {
-        let reply = app
-            .raw(
-                Method::GET,
-                "/api/user",
-                None,
-                None,
-                &[("Authorization", &header)],
-            )
-            .await;
+        let reply = app.get_with_authorization("/api/user", &header).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{name}");
         assert_eq!(reply.headers["www-authenticate"], "Token", "{name}");
         assert!(reply.errors().contains_key("token"), "{name}");
@@ -129,13 +121,7 @@ async fn bad_tokens_are_refused_with_401() {
     assert_eq!(reply.headers["www-authenticate"], "Token");
     // An invalid token on an endpoint where auth is optional is still refused, not ignored.
     let optional = app
-        .raw(
-            Method::GET,
-            "/api/articles",
-            None,
-            None,
-            &[("Authorization", "Token not.a.jwt")],
-        )
+        .get_with_authorization("/api/articles", "Token not.a.jwt")
         .await;
     assert_eq!(optional.status, StatusCode::UNAUTHORIZED);
 }
@@ -149,15 +135,7 @@ async fn bearer_and_token_schemes_both_work() {
         format!("Bearer {token}"),
         format!("bearer {token}"),
     ] {
-        let reply = app
-            .raw(
-                Method::GET,
-                "/api/user",
-                None,
-                None,
-                &[("Authorization", &header)],
-            )
-            .await;
+        let reply = app.get_with_authorization("/api/user", &header).await;
         assert_eq!(reply.status, StatusCode::OK, "{header}");
     }
 }

@@ -197,6 +197,18 @@ impl TestApp {
         }
     }
 
+    /// `GET path` with this exact `Authorization` header.
+    pub async fn get_with_authorization(&self, path: &str, authorization: &str) -> Reply {
+        self.raw(
+            Method::GET,
+            path,
+            None,
+            None,
+            &[("Authorization", authorization)],
+        )
+        .await
+    }
+
     pub async fn call(
         &self,
         method: Method,
