@@ -6,6 +6,8 @@
 //! through [`escape`], so `:`, `{`, `}`, `*`, `?`, `[`, spaces and bytes outside ASCII can never
 //! form key or pattern syntax.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 /// Key builder bound to one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -107,17 +109,13 @@ impl Keys {
     }
 }
 
+/// Bytes that stay as they are in a key part: `[A-Za-z0-9._-]`. Everything else, including the
+/// separator `:`, glob characters and `%` itself, is percent-encoded.
+const KEY_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
+
 /// Percent-encodes every byte outside `[A-Za-z0-9._-]`.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, KEY_SAFE).to_string()
 }
 
 #[cfg(test)]
