@@ -303,11 +303,7 @@ async fn a_failed_request_is_an_error_in_its_trace_with_the_warning_as_an_event(
         "the warning is an event of the server span: {:?}",
         server.events
     );
-    let redis = trace
-        .spans
-        .iter()
-        .find(|s| s.name == "redis")
-        .expect("a Redis span");
+    let redis = trace.span_named("redis").expect("a Redis span");
     assert_eq!(redis.status, "ERROR");
     assert!(!redis.status_message.is_empty());
     assert_eq!(
