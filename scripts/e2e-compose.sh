@@ -116,19 +116,18 @@ summary() {
 teardown() {
     local status=$?
     if [[ $status != 0 || $FAILURES != 0 ]]; then
-        log "failure: last lines of the compose log and of the containers"
+        log "failure: last lines of the compose log and of the containers, then each container's"
+        log "warnings and errors and nginx's answers other than 2xx (marked !)"
         grep -v 'systemd connection' "$COMPOSE_LOG" 2>/dev/null | tail -n 20 >&2 || true
         for c in $(podman ps -a --format '{{.Names}}' --filter "label=io.podman.compose.project=$PROJECT" 2>/dev/null); do
             log "--- $c"
             podman logs --tail 8 "$c" 2>&1 | cut -c1-240 | sed 's/^/    /' >&2 || true
-        done
-        log "--- warnings and errors of every replica, and nginx's answers other than 2xx"
-        for c in $(podman ps -a --format '{{.Names}}' --filter "label=io.podman.compose.project=$PROJECT" 2>/dev/null); do
-            podman logs "$c" 2>&1 | grep -E ' (WARN|ERROR) | status=[^2]' | sed "s/^/    $c: /" | cut -c1-300 | tail -n 12 >&2 || true
+            podman logs "$c" 2>&1 | grep -E ' (WARN|ERROR) | status=[^2]' | tail -n 12 | cut -c1-300 | sed 's/^/  ! /' >&2 || true
         done
         for f in "$TMP"/removed-*.log; do
             if [[ -e $f ]]; then
-                grep -E ' (WARN|ERROR) ' "$f" | sed "s/^/    $(basename "$f" .log): /" | cut -c1-300 | tail -n 12 >&2 || true
+                log "--- $(basename "$f" .log) (removed during the test)"
+                grep -E ' (WARN|ERROR) ' "$f" | tail -n 12 | cut -c1-300 | sed 's/^/  ! /' >&2 || true
             fi
         done
     fi
