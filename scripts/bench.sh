@@ -63,7 +63,15 @@ log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 for tool in cargo wrk redis-server redis-cli redis-benchmark nginx curl jq awk; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (see --help for what to install)"
+  command -v "$tool" >/dev/null 2>&1 && continue
+  case "$tool" in
+    cargo) die "cargo not found (install a Rust toolchain with rustup)" ;;
+    redis-cli | redis-benchmark) package=redis-tools ;;
+    nginx) package=nginx-light ;;
+    awk) package=gawk ;;
+    *) package=$tool ;;
+  esac
+  die "$tool not found (apt-get install -y --no-install-recommends $package)"
 done
 [[ -f $LUA ]] || die "missing $LUA"
 

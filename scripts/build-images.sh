@@ -78,20 +78,15 @@ NICE=${NICE:-15}
 WORK_DIR=${WORK_DIR:-/var/tmp}
 
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required ($2)"; }
-need podman "apt-get install -y podman runc"
+# shellcheck source=scripts/lib/podman.sh
+source "$ROOT/scripts/lib/podman.sh"
+podman_prereqs containers
 if [[ $BASE == 1 ]]; then
-    need debootstrap "apt-get install -y debootstrap"
+    need debootstrap "apt-get install -y --no-install-recommends debootstrap"
     [[ $(id -u) == 0 ]] || die "debootstrap needs root"
 fi
 if [[ $APPS == 1 ]]; then
     need rustup "https://rustup.rs"
-fi
-
-# Podman on hosts like this one needs runc and lower ulimits; install the project's settings
-# unless the host already has its own.
-if [[ ! -e /etc/containers/containers.conf && $(id -u) == 0 ]]; then
-    log "installing deploy/podman/containers.conf as /etc/containers/containers.conf"
-    install -D -m 0644 "$ROOT/deploy/podman/containers.conf" /etc/containers/containers.conf
 fi
 
 # Images carry HEALTHCHECK and STOPSIGNAL, which only the docker image format keeps.

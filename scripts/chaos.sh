@@ -106,18 +106,35 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
 
 # ---------------------------------------------------------------------------------------------
+# need TOOL... : each missing tool is named with the Debian package that brings it.
 need() {
-  local missing=()
+  local missing=() packages=() tool
   for tool in "$@"; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    command -v "$tool" >/dev/null 2>&1 && continue
+    missing+=("$tool")
+    case "$tool" in
+      redis-server) packages+=(redis-server) ;;
+      redis-cli) packages+=(redis-tools) ;;
+      date | sed | grep | base64) packages+=(coreutils sed grep) ;;
+      *) packages+=("$tool") ;;
+    esac
   done
   if [[ ${#missing[@]} -gt 0 ]]; then
-    die "missing tools: ${missing[*]} (apt-get install -y redis-server nginx-light curl fonts-dejavu-core)"
+    die "missing tools: ${missing[*]} (apt-get install -y --no-install-recommends ${packages[*]})"
   fi
 }
 need curl date sed grep base64
+# The picture at the end needs a sans font; find out now rather than after the whole run.
+compgen -G '/usr/share/fonts/*/dejavu/DejaVuSans.ttf' >/dev/null ||
+  compgen -G '/usr/share/fonts/*/liberation/LiberationSans-Regular.ttf' >/dev/null ||
+  compgen -G '/usr/share/fonts/*/DejaVuSans.ttf' >/dev/null ||
+  die "no DejaVu Sans or Liberation Sans font for the picture (apt-get install -y --no-install-recommends fonts-dejavu-core)"
 if [[ $COMPOSE -eq 1 ]]; then
-  need podman podman-compose redis-cli
+  need redis-cli python3
+  # shellcheck source=scripts/lib/podman.sh
+  source "$ROOT/scripts/lib/podman.sh"
+  podman_prereqs containers
+  podman_compose_on_path
 else
   need redis-server redis-cli
   # nginx lives in /usr/sbin, which a non-root PATH may lack.
@@ -738,8 +755,6 @@ if [[ $COMPOSE -eq 1 ]]; then
     for c in $(api_containers); do echo "http://$(ctr_ip "$c"):8080"; done
   }
   cluster_up_compose() {
-    [[ -e /etc/containers/containers.conf ]] ||
-      install -D -m 0644 "$ROOT/deploy/podman/containers.conf" /etc/containers/containers.conf
     local image
     for image in "$CONDUIT_API_IMAGE" "${NGINX_OFFLINE_IMAGE:-localhost/nginx:offline}" \
       "${REDIS_OFFLINE_IMAGE:-localhost/redis:offline}" "${OTLP_RECEIVER_IMAGE:-localhost/otlp-receiver:0.1.0}"; do

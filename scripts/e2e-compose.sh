@@ -49,26 +49,13 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
-for tool in podman curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is required (apt-get install -y podman runc curl python3)"
+for tool in curl python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is required (apt-get install -y --no-install-recommends $tool)"
 done
-PODMAN_COMPOSE_VERSION=1.6.0
-if ! command -v podman-compose >/dev/null 2>&1; then
-    # Not packaged in Debian 12 at this version: install it into a virtual environment of our own.
-    venv="${XDG_CACHE_HOME:-$HOME/.cache}/conduit/podman-compose-$PODMAN_COMPOSE_VERSION"
-    if [[ ! -x "$venv/bin/podman-compose" ]]; then
-        log "installing podman-compose $PODMAN_COMPOSE_VERSION into $venv"
-        python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install -y python3-venv)"
-        "$venv/bin/pip" install --quiet "podman-compose==$PODMAN_COMPOSE_VERSION" ||
-            die "pip install podman-compose failed"
-    fi
-    PATH="$venv/bin:$PATH"
-fi
-if [[ ! -e /etc/containers/containers.conf ]]; then
-    [[ $(id -u) == 0 ]] || die "/etc/containers/containers.conf is missing (see deploy/podman/containers.conf)"
-    log "installing deploy/podman/containers.conf as /etc/containers/containers.conf"
-    install -D -m 0644 "$ROOT/deploy/podman/containers.conf" /etc/containers/containers.conf
-fi
+# shellcheck source=scripts/lib/podman.sh
+source "$ROOT/scripts/lib/podman.sh"
+podman_prereqs containers
+podman_compose_on_path
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

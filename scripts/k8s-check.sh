@@ -37,7 +37,8 @@ Environment (defaults in brackets):
   NICE                   niceness of the heavy steps [15]
 
 Needs: python3 with PyYAML, npm and unzip (first run only), kubernetes-validate and checkov
-(pip install kubernetes-validate checkov), and for step 4 podman, runc and curl.
+(pip install kubernetes-validate checkov), and for step 4 podman, runc, netavark, aardvark-dns,
+catatonit and curl.
 EOF
 }
 
@@ -73,9 +74,10 @@ python3 -c 'import yaml' 2>/dev/null || die "python3 needs PyYAML (pip install p
 need kubernetes-validate "pip install kubernetes-validate"
 need checkov "pip install checkov"
 if [[ $SMOKE == 1 ]]; then
-    need podman "apt-get install -y podman runc"
-    need runc "apt-get install -y runc"
-    need curl "apt-get install -y curl"
+    need curl "apt-get install -y --no-install-recommends curl"
+    # shellcheck source=scripts/lib/podman.sh
+    source "$ROOT/scripts/lib/podman.sh"
+    podman_prereqs kube
 fi
 
 # --- 1. kubectl and rendering ---------------------------------------------------------------
@@ -285,17 +287,6 @@ if [[ $SMOKE == 0 ]]; then
 fi
 
 # --- 4. smoke run with podman kube play -----------------------------------------------------
-
-# Podman here needs runc and lower ulimits (deploy/podman/containers.conf); install the
-# project's settings unless the host's own already name runc.
-if ! grep -qs '^ *runtime *= *"runc"' /etc/containers/containers.conf; then
-    [[ $(id -u) == 0 ]] || die "/etc/containers/containers.conf lacks runc; install deploy/podman/containers.conf there as root"
-    [[ -f "$ROOT/deploy/podman/containers.conf" ]] || die "deploy/podman/containers.conf is missing"
-    [[ -e /etc/containers/containers.conf ]] &&
-        cp /etc/containers/containers.conf /etc/containers/containers.conf.orig
-    log "installing deploy/podman/containers.conf as /etc/containers/containers.conf"
-    install -D -m 0644 "$ROOT/deploy/podman/containers.conf" /etc/containers/containers.conf
-fi
 
 missing=()
 for image in "$CONDUIT_API_IMAGE" "$REDIS_IMAGE" "$OTLP_RECEIVER_IMAGE"; do

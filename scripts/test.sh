@@ -38,7 +38,12 @@ log() { echo "[test] $*" >&2; }
 
 for tool in cargo redis-server redis-cli; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "error: '$tool' is not installed. On Debian/Ubuntu: apt-get install -y redis-server (and rustup for cargo)." >&2
+    case "$tool" in
+      cargo) hint="install a Rust toolchain with rustup" ;;
+      redis-server) hint="apt-get install -y --no-install-recommends redis-server" ;;
+      redis-cli) hint="apt-get install -y --no-install-recommends redis-tools" ;;
+    esac
+    echo "error: '$tool' is not installed ($hint)" >&2
     exit 1
   fi
 done
