@@ -33,7 +33,10 @@ pub async fn observe(
     let context = spans::start_server_span(ServerRequest {
         method: method.as_str(),
         route: &route,
-        target: req.uri().to_string(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.path(), |target| target.as_str()),
         replica,
         headers: req.headers(),
     });
@@ -45,7 +48,7 @@ pub async fn observe(
         Err(err) => (err.as_response_error().status_code(), Some(err)),
     };
     spans::end_server_span(&context, status, error.map(|e| e as &dyn std::fmt::Display));
-    let trace_id = spans::trace_id(&context);
+    let trace_header = spans::trace_id(&context).and_then(|id| HeaderValue::from_str(id).ok());
     {
         let _current = context.attach();
         let level = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
@@ -65,7 +68,7 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(replica) {
         headers.insert(X_SERVED_BY, value);
     }
-    if let Some(value) = trace_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+    if let Some(value) = trace_header {
         headers.insert(X_TRACE_ID, value);
     }
     Ok(res)

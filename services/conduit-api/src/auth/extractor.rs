@@ -6,12 +6,11 @@
 
 use std::future::{ready, Ready};
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
-use opentelemetry::trace::SpanKind;
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage as _, HttpRequest};
 
 use crate::error::ApiError;
 use crate::startup::AppState;
-use crate::telemetry;
+use crate::telemetry::spans;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -33,39 +32,73 @@ impl MaybeAuthUser {
     }
 }
 
-/// Reads the token from `Authorization: Token <jwt>` or `Authorization: Bearer <jwt>`.
+/// The outcome of a request's token check, kept in the request's extensions so the token is
+/// checked once per request: by whichever of the idempotency middleware and the handler's
+/// extractor asks first.
+#[derive(Clone)]
+enum Caller {
+    Anonymous,
+    User(AuthUser),
+    Refused(&'static str),
+}
+
+impl Caller {
+    fn into_result(self) -> Result<Option<AuthUser>, ApiError> {
+        match self {
+            Caller::Anonymous => Ok(None),
+            Caller::User(user) => Ok(Some(user)),
+            Caller::Refused(why) => Err(ApiError::Unauthorized(why)),
+        }
+    }
+}
+
+/// The caller of a request, from `Authorization: Token <jwt>` or `Authorization: Bearer <jwt>`.
 ///
 /// # Returns
 /// `Ok(None)` when there is no header, `Err` when there is one that is not usable.
 pub(crate) fn authenticate_request(req: &HttpRequest) -> Result<Option<AuthUser>, ApiError> {
+    if let Some(caller) = req.extensions().get::<Caller>() {
+        return caller.clone().into_result();
+    }
+    let caller = check_token(req)?;
+    req.extensions_mut().insert(caller.clone());
+    caller.into_result()
+}
+
+/// Reads and verifies the request's token. Only a missing application state is an error here;
+/// a refused token is a [`Caller::Refused`].
+fn check_token(req: &HttpRequest) -> Result<Caller, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Ok(None);
+        return Ok(Caller::Anonymous);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("authorization header is not valid text"))?;
-    let (scheme, token) = value
-        .trim()
-        .split_once(' ')
-        .ok_or(ApiError::Unauthorized("expected 'Token <jwt>'"))?;
+    let Ok(value) = value.to_str() else {
+        return Ok(Caller::Refused("authorization header is not valid text"));
+    };
+    let Some((scheme, token)) = value.trim().split_once(' ') else {
+        return Ok(Caller::Refused("expected 'Token <jwt>'"));
+    };
     if !scheme.eq_ignore_ascii_case("token") && !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::Unauthorized("expected 'Token <jwt>'"));
+        return Ok(Caller::Refused("expected 'Token <jwt>'"));
     }
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
-    let _span = telemetry::child("token.verify", SpanKind::Internal, Vec::new);
     let token = token.trim();
-    match state.keys.verify(token) {
-        Ok(claims) => Ok(Some(AuthUser {
-            id: claims.sub,
-            token: token.to_owned(),
-        })),
-        Err(why) => {
-            log::info!("token refused reason={why}");
-            Err(ApiError::Unauthorized("invalid or expired token"))
+    Ok(match state.keys.verify_with_kid(token) {
+        Ok((claims, kid)) => {
+            spans::record_token_check(Some(kid), None);
+            log::debug!("token accepted kid={kid}");
+            Caller::User(AuthUser {
+                id: claims.sub,
+                token: token.to_owned(),
+            })
         }
-    }
+        Err(why) => {
+            spans::record_token_check(None, Some(&why));
+            log::info!("token refused reason={why}");
+            Caller::Refused("invalid or expired token")
+        }
+    })
 }
 
 impl FromRequest for AuthUser {

@@ -197,6 +197,11 @@ impl KeyRing {
     /// checks are those of `jsonwebtoken::Validation` for HS256 with `iss`, `aud`, `exp` and
     /// `nbf` required, with [`LEEWAY_SECS`] of clock skew.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_with_kid(token).map(|(claims, _)| claims)
+    }
+
+    /// [`verify`](Self::verify), also returning the id of the key that signed the token.
+    pub fn verify_with_kid(&self, token: &str) -> Result<(Claims, &str), TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
@@ -229,7 +234,7 @@ impl KeyRing {
         if claims.aud != self.audience {
             return Err(TokenError::Invalid("wrong audience".into()));
         }
-        Ok(claims)
+        Ok((claims, &self.keys[index].kid))
     }
 }
 

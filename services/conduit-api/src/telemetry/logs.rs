@@ -44,10 +44,8 @@ impl Logger {
                 record.args(),
             )?;
             opentelemetry::Context::map_current(|cx| {
-                let span = cx.span();
-                let span_context = span.span_context();
-                if span_context.is_valid() {
-                    write!(buf, " trace_id={}", span_context.trace_id())?;
+                if let Some(trace_id) = super::spans::trace_id(cx) {
+                    write!(buf, " trace_id={trace_id}")?;
                 }
                 writeln!(buf)
             })

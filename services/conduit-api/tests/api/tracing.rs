@@ -21,7 +21,22 @@ fn replica_with_redis(
     protocol: &str,
     redis: &str,
 ) -> Child {
-    Command::new(BIN)
+    replica_command(name, port, prefix, endpoint, protocol, redis)
+        .spawn()
+        .unwrap()
+}
+
+/// The command that starts a replica, to adjust before spawning it.
+fn replica_command(
+    name: &str,
+    port: u16,
+    prefix: &str,
+    endpoint: &str,
+    protocol: &str,
+    redis: &str,
+) -> Command {
+    let mut command = Command::new(BIN);
+    command
         .env("CONDUIT_ADDR", format!("127.0.0.1:{port}"))
         .env("REDIS_URL", redis)
         .env("CONDUIT_REDIS_PREFIX", prefix)
@@ -35,9 +50,8 @@ fn replica_with_redis(
         .env("RUST_LOG", "info")
         .env_remove("OTEL_SDK_DISABLED")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    command
 }
 
 fn ancestors_reach_server<'a>(
@@ -201,10 +215,27 @@ async fn one_client_trace_shows_spans_from_every_replica() {
             ancestors_reach_server(span, &by_id).expect("a Redis span sits under a server span");
         assert_eq!(server.service_instance_id, span.service_instance_id);
     }
+    // A token check is an attribute of the server span, not a span of its own.
     assert!(
-        trace.spans.iter().any(|s| s.name == "token.verify"),
-        "token checks are spans"
+        !trace.spans.iter().any(|s| s.name.starts_with("token")),
+        "no token span"
     );
+    for server in &servers {
+        assert_eq!(
+            server
+                .attributes
+                .get("conduit.token.outcome")
+                .map(String::as_str),
+            Some("valid")
+        );
+        assert_eq!(
+            server
+                .attributes
+                .get("conduit.token.kid")
+                .map(String::as_str),
+            Some(TEST_KEYS.split(':').next().unwrap())
+        );
+    }
     // Every replica's log lines carry the trace id.
     for (name, log) in names.iter().zip(&logs) {
         assert!(
@@ -310,6 +341,123 @@ async fn a_failed_request_is_an_error_in_its_trace_with_the_warning_as_an_event(
         redis.parent_span_id.as_deref(),
         Some(server.span_id.as_str())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_checked_once_per_request_and_a_refusal_is_an_event_of_the_server_span() {
+    // Arrange: a replica exporting to the receiver, logging its token checks, and a user.
+    let receiver = local_receiver().await;
+    let port = free_port();
+    let child = replica_command(
+        "trace-token",
+        port,
+        &unique_prefix(),
+        &receiver.grpc_endpoint(),
+        "grpc",
+        &redis_url(),
+    )
+    .env("RUST_LOG", "info,conduit_api::auth=debug")
+    .spawn()
+    .unwrap();
+    let client = reqwest::Client::new();
+    wait_for(&client, port, "/readyz").await;
+    let register = client
+        .post(format!("http://127.0.0.1:{port}/api/users"))
+        .json(&serde_json::json!({"user": {"username": "once", "email": "once@example.com", "password": "password123"}}))
+        .send()
+        .await
+        .unwrap();
+    let token = register.json::<serde_json::Value>().await.unwrap()["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let accepted_trace = format!("{:032x}", 0x0ace_0000_u128 + rand_suffix());
+    let refused_trace = format!("{:032x}", 0x70c3_0000_u128 + rand_suffix());
+    let long_query = "x".repeat(8000);
+    let article = serde_json::json!({"article": {"title": "t", "description": "d", "body": "b"}});
+
+    // Act: two writes with an Idempotency-Key (the idempotency middleware needs the caller, and
+    // so does the handler): one with the user's token, one with a forged token behind an 8 KB
+    // query string.
+    let res = client
+        .post(format!("http://127.0.0.1:{port}/api/articles"))
+        .header(
+            "traceparent",
+            format!("00-{accepted_trace}-00000000000000aa-01"),
+        )
+        .header("Authorization", format!("Token {token}"))
+        .header("Idempotency-Key", "checked-once")
+        .json(&article)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = client
+        .post(format!(
+            "http://127.0.0.1:{port}/api/articles?pad={long_query}"
+        ))
+        .header(
+            "traceparent",
+            format!("00-{refused_trace}-00000000000000bb-01"),
+        )
+        .header("Authorization", "Token not.a.jwt")
+        .header("Idempotency-Key", "refused-once")
+        .json(&article)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stderr);
+
+    // Assert: the accepted token was checked once, and its outcome is on the server span.
+    let checks = log
+        .lines()
+        .filter(|l| l.contains("token accepted") && l.contains(&accepted_trace))
+        .count();
+    assert_eq!(checks, 1, "token checks in one request:\n{log}");
+    let report = receiver.trace_report(&accepted_trace);
+    let trace = report
+        .trace(&accepted_trace)
+        .unwrap_or_else(|| panic!("trace {accepted_trace} not received"));
+    let server = trace.spans.iter().find(|s| s.kind == "SERVER").unwrap();
+    assert_eq!(
+        server
+            .attributes
+            .get("conduit.token.outcome")
+            .map(String::as_str),
+        Some("valid")
+    );
+
+    // Assert: the refusal is one event, and the span keeps a bounded target.
+    let report = receiver.trace_report(&refused_trace);
+    let trace = report
+        .trace(&refused_trace)
+        .unwrap_or_else(|| panic!("trace {refused_trace} not received"));
+    let server = trace.spans.iter().find(|s| s.kind == "SERVER").unwrap();
+    assert_eq!(
+        server
+            .attributes
+            .get("conduit.token.outcome")
+            .map(String::as_str),
+        Some("refused")
+    );
+    let refusals = server
+        .events
+        .iter()
+        .filter(|e| e.as_str() == "token refused")
+        .count();
+    assert_eq!(refusals, 1, "events: {:?}", server.events);
+    let target = &server.attributes["http.target"];
+    assert!(target.starts_with("/api/articles?pad=xxx"), "{target}");
+    assert!(target.len() <= 256, "target of {} bytes", target.len());
 }
 
 fn rand_suffix() -> u128 {
