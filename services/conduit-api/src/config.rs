@@ -72,11 +72,12 @@ pub struct Config {
     )]
     pub addr: SocketAddr,
 
-    /// Redis holding the business data.
+    /// Redis holding the business data. Its value is not shown here: it may hold a password.
     #[arg(
         long,
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
         global = true
     )]
     pub redis_url: String,
@@ -195,9 +196,44 @@ pub struct Config {
         global = true
     )]
     pub trust_forwarded: bool,
+
+    /// What an incoming `traceparent` may decide: `continue` joins the caller's trace and
+    /// follows its sampling flag; `link` starts a new trace, sampled by this replica's own
+    /// sampler, with the caller's span as a link (for callers outside your control).
+    #[arg(
+        long,
+        env = "CONDUIT_TRACE_TRUST",
+        value_enum,
+        default_value_t = TraceTrust::Continue,
+        global = true
+    )]
+    pub trace_trust: TraceTrust,
+}
+
+/// How much an incoming `traceparent` is trusted; see [`Config::trace_trust`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceTrust {
+    /// Continue the caller's trace, with its sampling decision.
+    Continue,
+    /// Start a new trace that links to the caller's span.
+    Link,
 }
 
 impl Config {
+    /// Parses a configuration from command-line arguments (the first is the program name),
+    /// with environment variables and defaults for what they leave out, as the binary does.
+    ///
+    /// # Errors
+    /// An argument or variable is invalid.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser as _;
+        Cli::try_parse_from(args).map(|cli| cli.serve)
+    }
+
     /// The replica id: the configured one, else the hostname.
     pub fn replica_id(&self) -> String {
         match &self.replica_id {

@@ -36,6 +36,7 @@ async fn serve(config: Config) -> ExitCode {
         &config.replica_id(),
         telemetry::DEFAULT_LOG_FILTER,
         telemetry::LogTarget::Stderr,
+        config.trace_trust,
     ) {
         Ok(guard) => guard,
         Err(err) => {

@@ -60,6 +60,9 @@ pub struct SpanRecord {
     /// The names of the span's events, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// The span's links, each `<trace id>-<span id>` in lowercase hex.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
     /// The resource's `service.instance.id`.
     pub service_instance_id: Option<String>,
     /// The resource's `service.name`.

@@ -90,6 +90,11 @@ impl SpanStore {
                         .map(|s| s.message.clone())
                         .unwrap_or_default(),
                     events: span.events.iter().map(|e| e.name.clone()).collect(),
+                    links: span
+                        .links
+                        .iter()
+                        .map(|l| format!("{}-{}", hex(&l.trace_id), hex(&l.span_id)))
+                        .collect(),
                     service_instance_id: instance.clone(),
                     service_name: service.clone(),
                     start_time_unix_nano: span.start_time_unix_nano,

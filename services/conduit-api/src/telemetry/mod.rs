@@ -37,6 +37,8 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
+pub use crate::config::TraceTrust;
+
 /// Where log lines go: standard error for the binary, standard output for tests.
 pub use env_logger::Target as LogTarget;
 
@@ -69,7 +71,8 @@ impl TelemetryGuard {
 }
 
 /// Installs the process logger (lines to `target`, filtered by `RUST_LOG`, default
-/// `default_filter`) and, unless tracing is disabled, the tracer that [`spans`] uses.
+/// `default_filter`) and, unless tracing is disabled, the tracer that [`spans`] uses, trusting
+/// an incoming `traceparent` as `trace_trust` says.
 ///
 /// # Errors
 /// The exporter cannot be built (for example an invalid endpoint), or a logger is already set.
@@ -77,6 +80,7 @@ pub fn init(
     replica_id: &str,
     default_filter: &str,
     target: LogTarget,
+    trace_trust: TraceTrust,
 ) -> anyhow::Result<TelemetryGuard> {
     let logger = logs::Logger::new(replica_id, default_filter, target);
     let max_level = logger.max_level();
@@ -105,7 +109,7 @@ pub fn init(
     // Without an exporter the provider still creates trace ids, so responses and logs carry them
     // and an incoming `traceparent` is continued.
     let provider = builder.build();
-    spans::install(provider.tracer("conduit-api"), endpoint_set);
+    spans::install(provider.tracer("conduit-api"), endpoint_set, trace_trust);
     Ok(TelemetryGuard {
         provider: endpoint_set.then_some(provider),
     })

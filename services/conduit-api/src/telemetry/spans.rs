@@ -13,23 +13,31 @@ use std::sync::OnceLock;
 use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use opentelemetry::trace::{
-    Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _,
+    Link, Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracer;
+
+use crate::config::TraceTrust;
 
 struct Tracing {
     tracer: SdkTracer,
     /// Whether spans leave the process. Without an exporter only server spans are made: they
     /// give each request a trace id for its logs and its `X-Trace-Id`.
     exporting: bool,
+    /// Whether a caller's `traceparent` is continued or only linked.
+    trust: TraceTrust,
 }
 
 static TRACING: OnceLock<Tracing> = OnceLock::new();
 
 /// Makes spans from now on. Called once, by `telemetry::init`.
-pub(super) fn install(tracer: SdkTracer, exporting: bool) {
-    let _ = TRACING.set(Tracing { tracer, exporting });
+pub(super) fn install(tracer: SdkTracer, exporting: bool, trust: TraceTrust) {
+    let _ = TRACING.set(Tracing {
+        tracer,
+        exporting,
+        trust,
+    });
 }
 
 /// Whether spans leave the process.
@@ -91,13 +99,22 @@ pub const MAX_TARGET_LEN: usize = 256;
 /// read from the context by the `X-Trace-Id` header and by every log line.
 struct TraceIdText(String);
 
-/// Starts a request's server span, continuing the caller's trace when the request carries a
-/// `traceparent`. Returns the context to run the request in (empty with tracing off).
+/// Starts a request's server span. A caller's `traceparent` is continued, or with
+/// `CONDUIT_TRACE_TRUST=link` becomes a link of a new trace whose sampling the caller cannot
+/// turn off. Returns the context to run the request in (empty with tracing off).
 pub fn start_server_span(request: ServerRequest<'_>) -> Context {
     let Some(tracing) = TRACING.get() else {
         return Context::new();
     };
-    let parent = remote_parent(request.headers);
+    let mut parent = remote_parent(request.headers);
+    let mut links = Vec::new();
+    if tracing.trust == TraceTrust::Link {
+        let caller = parent.span().span_context().clone();
+        if caller.is_valid() {
+            links.push(Link::with_context(caller));
+        }
+        parent = Context::new();
+    }
     let builder = SpanBuilder::from_name(format!("{} {}", request.method, request.route))
         .with_kind(SpanKind::Server)
         .with_attributes(vec![
@@ -108,7 +125,8 @@ pub fn start_server_span(request: ServerRequest<'_>) -> Context {
                 bounded(request.target, MAX_TARGET_LEN).to_owned(),
             ),
             KeyValue::new("conduit.replica", request.replica.to_owned()),
-        ]);
+        ])
+        .with_links(links);
     let span = tracing.tracer.build_with_context(builder, &parent);
     let context = parent.with_span(span);
     let span_context = context.span().span_context().clone();

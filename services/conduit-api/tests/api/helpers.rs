@@ -25,32 +25,31 @@ fn init_logs() {
                 "test",
                 "debug",
                 conduit_api::telemetry::LogTarget::Stdout,
+                conduit_api::telemetry::TraceTrust::Continue,
             );
         }
     });
 }
 
 /// A configuration for a test replica; adjust fields before `spawn_with`.
+///
+/// Parsed by the binary's own parser, so every setting a test does not name has its default.
 pub fn test_config(prefix: &str, replica: &str) -> Config {
-    Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        redis_url: redis_url(),
-        redis_prefix: prefix.to_owned(),
-        redis_timeout_ms: 1000,
-        jwt_keys: Some(TEST_KEYS.to_owned()),
-        jwt_keys_file: None,
-        token_ttl: 3600,
-        jwt_issuer: "conduit".to_owned(),
-        jwt_audience: "conduit".to_owned(),
-        replica_id: Some(replica.to_owned()),
-        drain_seconds: 0,
-        workers: Some(1),
-        idempotency_ttl: 600,
-        idempotency_lease: 10,
-        login_max_failures: 10,
-        login_window: 300,
-        trust_forwarded: false,
-    }
+    let redis_url = redis_url();
+    let args = [
+        "conduit-api",
+        "--addr=127.0.0.1:0",
+        &format!("--redis-url={redis_url}"),
+        &format!("--redis-prefix={prefix}"),
+        "--redis-timeout-ms=1000",
+        &format!("--jwt-keys={TEST_KEYS}"),
+        "--token-ttl=3600",
+        &format!("--replica-id={replica}"),
+        "--drain-seconds=0",
+        "--workers=1",
+        "--idempotency-ttl=600",
+    ];
+    Config::try_parse_from(args).unwrap()
 }
 
 /// A port nothing listens on right now.

@@ -20,6 +20,21 @@ fn without_keys_the_binary_exits_2_and_explains_keygen() {
 }
 
 #[test]
+fn help_shows_no_secret_from_the_environment() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env("REDIS_URL", "redis://api:redis-password-1@redis:6379")
+        .env("CONDUIT_JWT_KEYS", "k1:jwt-secret-that-is-long-enough-0123456789")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("REDIS_URL"), "{help}");
+    assert!(!help.contains("redis-password-1"), "{help}");
+    assert!(!help.contains("jwt-secret"), "{help}");
+}
+
+#[test]
 fn keygen_writes_a_ring_once_and_keeps_it() {
     let dir = std::env::temp_dir().join(unique_prefix());
     std::fs::create_dir_all(&dir).unwrap();

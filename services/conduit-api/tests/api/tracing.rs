@@ -460,6 +460,79 @@ async fn a_token_is_checked_once_per_request_and_a_refusal_is_an_event_of_the_se
     assert!(target.len() <= 256, "target of {} bytes", target.len());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_trace_trust_link_a_caller_cannot_hide_a_request_from_the_traces() {
+    // Arrange: one replica that continues callers' traces (the default), one that links them.
+    let receiver = local_receiver().await;
+    let prefix = unique_prefix();
+    let ports = [free_port(), free_port()];
+    let mut children = Vec::new();
+    for (port, (name, trust)) in ports
+        .iter()
+        .zip([("trace-continue", "continue"), ("trace-link", "link")])
+    {
+        let child = replica_command(
+            name,
+            *port,
+            &prefix,
+            &receiver.grpc_endpoint(),
+            "grpc",
+            &redis_url(),
+        )
+        .env("CONDUIT_TRACE_TRUST", trust)
+        .spawn()
+        .unwrap();
+        children.push(child);
+    }
+    let client = reqwest::Client::new();
+    for port in ports {
+        wait_for(&client, port, "/readyz").await;
+    }
+    let caller_trace = format!("{:032x}", 0x0b5c_0000_u128 + rand_suffix());
+    let caller_span = "00000000000000cc";
+
+    // Act: the same unsampled caller context (flags 00) to both replicas.
+    let mut served_traces = Vec::new();
+    for port in ports {
+        let res = client
+            .get(format!("http://127.0.0.1:{port}/api/tags"))
+            .header("traceparent", format!("00-{caller_trace}-{caller_span}-00"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        served_traces.push(res.headers()["x-trace-id"].to_str().unwrap().to_owned());
+    }
+    for child in &children {
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+    for child in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+    }
+
+    // Assert: continued, the caller's flag hid the request; linked, it is in a trace of its own
+    // that points back at the caller.
+    assert_eq!(served_traces[0], caller_trace);
+    assert!(receiver
+        .trace_report(&caller_trace)
+        .trace(&caller_trace)
+        .is_none());
+    assert_ne!(served_traces[1], caller_trace);
+    let report = receiver.trace_report(&served_traces[1]);
+    let trace = report
+        .trace(&served_traces[1])
+        .unwrap_or_else(|| panic!("linked trace {} not received", served_traces[1]));
+    let server = trace.spans.iter().find(|s| s.kind == "SERVER").unwrap();
+    assert_eq!(server.parent_span_id, None, "a new root span");
+    assert_eq!(server.links, vec![format!("{caller_trace}-{caller_span}")]);
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
