@@ -85,13 +85,6 @@ fn ping(port: u16) -> bool {
             .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
-/// Parse the replica's settings the way its command line would.
-#[derive(Parser)]
-struct ApiArgs {
-    #[command(flatten)]
-    config: Config,
-}
-
 /// Replicas log nowhere, but their trace layer is on, so `X-Trace-Id` shows the trace they used.
 fn init_api_telemetry() {
     static INIT: OnceLock<()> = OnceLock::new();
@@ -100,6 +93,7 @@ fn init_api_telemetry() {
             "load-test",
             "error",
             conduit_api::telemetry::LogTarget::Pipe(Box::new(std::io::sink())),
+            conduit_api::telemetry::TraceTrust::Continue,
         );
     });
 }
@@ -107,7 +101,7 @@ fn init_api_telemetry() {
 /// Start a replica named `name` on a free port; returns its base URL.
 fn spawn_replica(redis: &Redis, prefix: &str, name: &str) -> String {
     init_api_telemetry();
-    let args = ApiArgs::try_parse_from([
+    let config = Config::try_parse_from([
         "conduit-api",
         "--addr",
         "127.0.0.1:0",
@@ -125,7 +119,7 @@ fn spawn_replica(redis: &Redis, prefix: &str, name: &str) -> String {
         "0",
     ])
     .expect("replica settings parse");
-    let app = Application::build(args.config).expect("replica builds");
+    let app = Application::build(config).expect("replica builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(false));
     url

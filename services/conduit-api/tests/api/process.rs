@@ -24,7 +24,10 @@ fn help_shows_no_secret_from_the_environment() {
     let out = Command::new(BIN)
         .arg("--help")
         .env("REDIS_URL", "redis://api:redis-password-1@redis:6379")
-        .env("CONDUIT_JWT_KEYS", "k1:jwt-secret-that-is-long-enough-0123456789")
+        .env(
+            "CONDUIT_JWT_KEYS",
+            "k1:jwt-secret-that-is-long-enough-0123456789",
+        )
         .output()
         .unwrap();
     assert!(out.status.success());
