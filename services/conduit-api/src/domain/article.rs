@@ -81,9 +81,12 @@ impl TagList {
     }
 }
 
+/// Slugs a route of its own shadows: `GET /api/articles/feed` is the feed, never an article.
+const RESERVED_SLUGS: [&str; 1] = ["feed"];
+
 /// The URL-safe base of a slug: lowercase ASCII letters and digits joined by single dashes,
-/// at most 80 characters; `article` when nothing usable is left. Collisions get a numeric
-/// suffix when the article is stored.
+/// at most 80 characters; `article` when nothing usable is left, and `<slug>-article` for a
+/// reserved one. Collisions get a numeric suffix when the article is stored.
 pub fn slugify(title: &str) -> String {
     let mut slug = String::new();
     for c in title.chars().flat_map(char::to_lowercase) {
@@ -99,6 +102,8 @@ pub fn slugify(title: &str) -> String {
     let slug = slug.trim_matches('-');
     if slug.is_empty() {
         "article".to_owned()
+    } else if RESERVED_SLUGS.contains(&slug) {
+        format!("{slug}-article")
     } else {
         slug.to_owned()
     }
@@ -116,6 +121,8 @@ mod tests {
         );
         assert_eq!(slugify("  a::b{c}*d  "), "a-b-c-d");
         assert_eq!(slugify("***"), "article");
+        assert_eq!(slugify("Feed"), "feed-article");
+        assert_eq!(slugify("Feed me"), "feed-me");
         assert_eq!(slugify("Ünïcode ok"), "n-code-ok");
         assert!(slugify(&"word ".repeat(100)).len() <= 80);
     }

@@ -24,7 +24,21 @@ pub(crate) fn check_text(
     if value.chars().any(bad) {
         return Err("must not contain control characters".into());
     }
+    if !multiline && value.chars().any(is_invisible_format) {
+        return Err("must not contain bidirectional-override or zero-width characters".into());
+    }
     Ok(())
+}
+
+/// Characters that change how the text around them is shown without being seen themselves:
+/// bidirectional embeddings, overrides and isolates, and zero-width spaces and joiners. In a
+/// one-line field (a title, a tag) they can make one value look like another. Bodies keep them:
+/// a zero-width joiner is part of many emoji, and right-to-left text needs its marks.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+    )
 }
 
 /// Collects field errors so a request reports every invalid field at once.
@@ -93,5 +107,24 @@ impl Validation {
         } else {
             Err(ApiError::Unprocessable(self.errors))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_text_refuses_bidi_overrides_and_zero_width_characters() {
+        for bad in [
+            "admin\u{202E}nimda",
+            "rust\u{200B}",
+            "a\u{2066}b\u{2069}",
+            "\u{FEFF}x",
+        ] {
+            assert!(check_text(bad, 1, 100, false).is_err(), "{bad:?}");
+        }
+        assert!(check_text("Ünïcode, émoji 🦀 and עברית", 1, 100, false).is_ok());
+        assert!(check_text("family: 👩\u{200D}👩\u{200D}👧", 1, 100, true).is_ok());
     }
 }

@@ -26,7 +26,7 @@ pub(crate) struct NewArticleRequest {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewArticleFields {
     /// One line, not blank.
-    #[schema(value_type = String, required = true, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = String, required = true, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*[^\s\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF][^\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$")]
     title: Option<String>,
     /// Not blank.
     #[schema(value_type = String, required = true, max_length = 1000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
@@ -39,7 +39,7 @@ pub(crate) struct NewArticleFields {
     #[schema(
         max_items = 20,
         max_length = 40,
-        pattern = r"^[^,\x00-\x1F\x7F-\x9F]*[^,\s\x00-\x1F\x7F-\x9F][^,\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^,\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*[^,\s\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF][^,\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$"
     )]
     tag_list: Option<Vec<String>>,
 }
@@ -55,7 +55,7 @@ pub(crate) struct UpdateArticleFields {
     /// One line, not blank; a new title gives a new slug.
     #[schema(
         max_length = 200,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*[^\s\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF][^\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$"
     )]
     title: Option<String>,
     /// Not blank.
@@ -75,7 +75,7 @@ pub(crate) struct UpdateArticleFields {
     #[schema(
         max_items = 20,
         max_length = 40,
-        pattern = r"^[^,\x00-\x1F\x7F-\x9F]*[^,\s\x00-\x1F\x7F-\x9F][^,\x00-\x1F\x7F-\x9F]*$"
+        pattern = r"^[^,\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*[^,\s\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF][^,\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$"
     )]
     tag_list: Option<Vec<String>>,
 }

@@ -162,3 +162,48 @@ async fn very_long_urls_and_headers_do_not_break_the_replica() {
     // The replica still serves.
     assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_article_titled_feed_is_not_shadowed_by_the_feed_route() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = app.register("jake").await;
+
+    // Act
+    let slug = app.create_article(&token, "Feed", &[]).await;
+
+    // Assert: the slug is not the feed's path, and it leads to the article.
+    assert_ne!(slug, "feed");
+    let read = app.get(&format!("/api/articles/{slug}"), None).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body["article"]["title"], "Feed");
+}
+
+#[tokio::test]
+async fn one_line_fields_refuse_bidi_overrides_and_zero_width_characters() {
+    // Arrange
+    let app = spawn_app().await;
+    let token = app.register("jake").await;
+
+    // Act: a title that reverses the text after it, and a tag that hides a zero-width space.
+    let res = app
+        .post(
+            "/api/articles",
+            Some(&token),
+            json!({"article": {"title": "Invoice \u{202E}fdp.exe", "description": "d", "body": "b",
+                "tagList": ["rust\u{200B}"]}}),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = res.errors();
+    assert!(
+        errors.contains_key("title") && errors.contains_key("tagList"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        app.get("/api/articles", None).await.body["articlesCount"],
+        0
+    );
+}
