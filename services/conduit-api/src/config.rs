@@ -188,6 +188,16 @@ pub struct Config {
     )]
     pub login_window: u64,
 
+    /// Password hashes that may wait for a CPU (one runs per CPU); beyond that, registration,
+    /// login and password changes are answered 503 with Retry-After at once.
+    #[arg(
+        long,
+        env = "CONDUIT_PASSWORD_QUEUE",
+        default_value_t = 32,
+        global = true
+    )]
+    pub password_queue: usize,
+
     /// Take the client address from the last `X-Forwarded-For` entry (set behind a proxy).
     #[arg(
         long,

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 429: too many attempts; retry after the given seconds.
     #[error("too many requests")]
     TooManyRequests { retry_after: u64 },
+    /// 503: the named part of the replica is at capacity; retry shortly.
+    #[error("{0} is at capacity")]
+    Busy(&'static str),
     /// 503: the data store did not answer in time.
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -78,6 +81,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => {
                 one("login", "too many failed attempts, retry later".to_owned())
             }
+            Self::Busy(what) => one("service", format!("{what} is at capacity, retry later")),
             Self::Unavailable(_) => {
                 one("service", "temporarily unavailable, retry later".to_owned())
             }
@@ -112,7 +116,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +125,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Internal(cause) => log::error!("request failed error={cause:?}"),
             Self::Unavailable(cause) => log::warn!("data store unavailable error={cause:#}"),
+            Self::Busy(what) => log::info!("refused at capacity what={what}"),
             _ => {}
         }
         let mut response = error_response(self.status_code(), self.body());
@@ -130,7 +135,7 @@ impl ResponseError for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
             }
-            Self::Unavailable(_) | Self::Conflict(_) => {
+            Self::Busy(_) | Self::Unavailable(_) | Self::Conflict(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

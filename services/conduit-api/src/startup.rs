@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpRequest, HttpServer, ResponseError as _};
 use anyhow::Context as _;
 
 use crate::access;
-use crate::auth::KeyRing;
+use crate::auth::{KeyRing, Passwords};
 use crate::config::Config;
 use crate::error::{error_response, ApiError, FieldErrors};
 use crate::idempotency::idempotency;
@@ -30,6 +30,7 @@ pub struct AppState {
     pub config: Config,
     pub store: Store,
     pub keys: Arc<KeyRing>,
+    pub passwords: Arc<Passwords>,
     pub replica_id: String,
     pub draining: Draining,
 }
@@ -70,6 +71,16 @@ impl Application {
             keys.fingerprint()
         );
         let keys = Arc::new(keys);
+        let passwords = Arc::new(Passwords::new(config.password_queue));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // The login of an unknown account checks a dummy hash: make it before any login.
+            let passwords = passwords.clone();
+            runtime.spawn(async move {
+                if let Err(err) = passwords.dummy_hash().await {
+                    log::warn!("dummy password hash failed error={err}");
+                }
+            });
+        }
         let shared = draining.clone();
         let replica = replica_id.clone();
         let server = HttpServer::new(move || {
@@ -78,6 +89,7 @@ impl Application {
                 config: config.clone(),
                 store: store.own_connection(),
                 keys: keys.clone(),
+                passwords: passwords.clone(),
                 replica_id: replica.clone(),
                 draining: shared.clone(),
             });

@@ -9,4 +9,4 @@ mod password;
 pub(crate) use extractor::authenticate_request;
 pub use extractor::{AuthUser, MaybeAuthUser};
 pub use jwt::{keygen_line, Claims, KeyRing, KeyRingError, TokenError};
-pub use password::{hash_password, verify_password};
+pub use password::{PasswordError, Passwords};

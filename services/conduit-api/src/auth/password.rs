@@ -1,65 +1,122 @@
-//! Password hashing with argon2id, run off the async worker threads.
+//! Password hashing with argon2id, run off the async worker threads, with a bounded queue.
 //!
 //! Hashing is deliberately slow (tens of milliseconds); doing it on an actix worker would stall
-//! every other request on that worker, so it goes to the blocking pool. Each hash and each check
-//! is a span of the request.
-
-use std::sync::OnceLock;
+//! every other request on that worker, so it goes to the blocking pool. Registration, login and
+//! password changes all hash, which makes them a cheap way to burn a replica's CPU: at most one
+//! hash per CPU runs at a time, a bounded number wait, and a request beyond those is answered
+//! 503 with `Retry-After` at once instead of waiting in a queue that only grows. Each hash and
+//! each check is a span of the request.
 
 use anyhow::Context as _;
 use argon2::password_hash::{phc::PasswordHash, PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use opentelemetry::trace::SpanKind;
+use tokio::sync::{OnceCell, Semaphore};
 
+use crate::error::ApiError;
 use crate::telemetry;
 
-/// At most this many hashes run at once (one per CPU): each holds 19 MiB while it runs, so an
-/// unbounded number would let a burst of logins exhaust memory, and more than one per CPU would
-/// not finish any sooner.
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    })
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Every hashing slot is taken and the queue is full.
+    #[error("password hashing is at capacity")]
+    Busy,
+    /// The hash failed, or its task did.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
-/// Runs `work` on the blocking pool once a hashing slot is free.
-async fn off_the_workers<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> anyhow::Result<T> {
-    let _slot = hashing_slots()
-        .acquire()
+impl From<PasswordError> for ApiError {
+    fn from(err: PasswordError) -> Self {
+        match err {
+            PasswordError::Busy => ApiError::Busy("password hashing"),
+            PasswordError::Failed(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+/// The replica's password hashing: shared by its workers, so the bounds hold per process.
+pub struct Passwords {
+    /// One permit per CPU: each running hash holds 19 MiB, and more than one per CPU would not
+    /// finish any sooner.
+    running: Semaphore,
+    /// Running plus waiting: a request that gets no permit here is refused at once.
+    admitted: Semaphore,
+    /// A hash of a random password, checked when a login names no account, so that failure
+    /// takes as long as a wrong password.
+    dummy: OnceCell<String>,
+}
+
+impl Passwords {
+    /// Hashing with one slot per CPU and at most `queue` hashes waiting for one.
+    pub fn new(queue: usize) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            running: Semaphore::new(cpus),
+            admitted: Semaphore::new(cpus + queue),
+            dummy: OnceCell::new(),
+        }
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free; refuses when the queue is full.
+    async fn off_the_workers<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let _admitted = self
+            .admitted
+            .try_acquire()
+            .map_err(|_| PasswordError::Busy)?;
+        let _slot = self
+            .running
+            .acquire()
+            .await
+            .context("hashing slots closed")?;
+        Ok(actix_web::rt::task::spawn_blocking(work)
+            .await
+            .context("password task failed")?)
+    }
+
+    /// Hashes `password` into a PHC string (argon2id, default parameters, random salt).
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let _span = telemetry::child("password.hash", SpanKind::Internal, Vec::new);
+        self.off_the_workers(move || hash_now(&password)).await?
+    }
+
+    /// Checks `password` against a stored PHC string. A malformed stored hash counts as a
+    /// mismatch.
+    pub async fn verify(&self, password: String, phc: String) -> Result<bool, PasswordError> {
+        let _span = telemetry::child("password.verify", SpanKind::Internal, Vec::new);
+        self.off_the_workers(move || {
+            let Ok(parsed) = PasswordHash::new(&phc) else {
+                return false;
+            };
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .await
-        .context("hashing slots closed")?;
-    actix_web::rt::task::spawn_blocking(work)
-        .await
-        .context("password task failed")
+    }
+
+    /// The dummy hash, made on the blocking pool the first time it is needed. The replica asks
+    /// for it at start-up, so no login waits for it.
+    pub async fn dummy_hash(&self) -> Result<&str, PasswordError> {
+        self.dummy
+            .get_or_try_init(|| async {
+                let random = format!("{:x}", rand::random::<u128>());
+                self.off_the_workers(move || hash_now(&random)).await?
+            })
+            .await
+            .map(String::as_str)
+    }
 }
 
-/// Hashes `password` into a PHC string (argon2id, default parameters, random salt).
-pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    let _span = telemetry::child("password.hash", SpanKind::Internal, Vec::new);
-    off_the_workers(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
-    })
-    .await?
-}
-
-/// Checks `password` against a stored PHC string. A malformed stored hash counts as a mismatch.
-pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
-    let _span = telemetry::child("password.verify", SpanKind::Internal, Vec::new);
-    off_the_workers(move || {
-        let Ok(parsed) = PasswordHash::new(&phc) else {
-            return false;
-        };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-    .await
+fn hash_now(password: &str) -> Result<String, PasswordError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| PasswordError::Failed(anyhow::anyhow!("hashing failed: {e}")))
 }
 
 #[cfg(test)]
@@ -68,18 +125,48 @@ mod tests {
 
     #[actix_web::test]
     async fn a_hashed_password_verifies_and_a_wrong_one_does_not() {
-        let phc = hash_password("correct horse".into()).await.unwrap();
+        let passwords = Passwords::new(4);
+        let phc = passwords.hash("correct horse".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$"), "{phc}");
-        assert!(verify_password("correct horse".into(), phc.clone())
+        assert!(passwords
+            .verify("correct horse".into(), phc.clone())
             .await
             .unwrap());
-        assert!(!verify_password("wrong horse".into(), phc).await.unwrap());
+        assert!(!passwords.verify("wrong horse".into(), phc).await.unwrap());
     }
 
     #[actix_web::test]
     async fn a_garbled_stored_hash_is_a_mismatch_not_an_error() {
-        assert!(!verify_password("x".into(), "not a hash".into())
+        let passwords = Passwords::new(4);
+        assert!(!passwords
+            .verify("x".into(), "not a hash".into())
             .await
             .unwrap());
+    }
+
+    #[actix_web::test]
+    async fn the_dummy_hash_is_made_once_and_matches_nothing_given() {
+        let passwords = Passwords::new(4);
+        let first = passwords.dummy_hash().await.unwrap().to_owned();
+        assert_eq!(passwords.dummy_hash().await.unwrap(), first);
+        assert!(!passwords.verify(String::new(), first).await.unwrap());
+    }
+
+    #[actix_web::test]
+    async fn beyond_the_running_and_waiting_hashes_a_request_is_refused_at_once() {
+        // Arrange: no queue, and every running slot taken.
+        let passwords = Passwords::new(0);
+        let held = passwords
+            .admitted
+            .try_acquire_many(passwords.admitted.available_permits() as u32)
+            .unwrap();
+
+        // Act
+        let refused = passwords.hash("one more".into()).await;
+
+        // Assert
+        assert!(matches!(refused, Err(PasswordError::Busy)), "{refused:?}");
+        drop(held);
+        assert!(passwords.hash("now there is room".into()).await.is_ok());
     }
 }

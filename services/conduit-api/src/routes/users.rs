@@ -1,13 +1,11 @@
 //! Registration, login and the current user (spec: User and Authentication).
 
-use std::sync::OnceLock;
-
 use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::non_empty;
-use crate::auth::{hash_password, verify_password, AuthUser};
+use crate::auth::AuthUser;
 use crate::domain::{Bio, Email, ImageUrl, Password, Username, Validation};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::Idem;
@@ -135,7 +133,7 @@ pub(crate) async fn register(
         )));
     };
 
-    let hash = hash_password(password.into_inner()).await?;
+    let hash = state.passwords.hash(password.into_inner()).await?;
     let id = state
         .store
         .create_user(idem.lease(), username.as_str(), email.as_str(), &hash)
@@ -190,10 +188,11 @@ pub(crate) async fn login(
 
     let user = state.store.user_by_email(email.as_str()).await?;
     // Verify against a dummy hash when the account does not exist, so both failures take as long.
-    let phc = user
-        .as_ref()
-        .map_or_else(|| dummy_hash().to_owned(), |u| u.password_hash.clone());
-    let matches = verify_password(password, phc).await?;
+    let phc = match &user {
+        Some(user) => user.password_hash.clone(),
+        None => state.passwords.dummy_hash().await?.to_owned(),
+    };
+    let matches = state.passwords.verify(password, phc).await?;
     match user {
         Some(user) if matches => {
             state.store.clear_login_failures(email.as_str()).await?;
@@ -207,18 +206,6 @@ pub(crate) async fn login(
             Err(ApiError::InvalidCredentials)
         }
     }
-}
-
-/// A valid argon2id hash of a random password, made once per process.
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        use argon2::password_hash::PasswordHasher as _;
-        argon2::Argon2::default()
-            .hash_password(format!("{:x}", rand::random::<u128>()).as_bytes())
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
 }
 
 /// The client's address: the peer, or behind a trusted proxy the last `X-Forwarded-For` entry
@@ -294,7 +281,7 @@ pub(crate) async fn update_current_user(
     v.finish()?;
 
     let password_hash = match password {
-        Some(p) => Some(hash_password(p.into_inner()).await?),
+        Some(p) => Some(state.passwords.hash(p.into_inner()).await?),
         None => None,
     };
     let changes = UserChanges {

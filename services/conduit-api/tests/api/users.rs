@@ -206,3 +206,52 @@ async fn updates_are_validated() {
         "jake"
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_password_hashes_beyond_the_queue_is_refused_at_once_with_503() {
+    // Arrange: a replica with no room for hashes waiting beyond the running ones.
+    let mut config = test_config(&unique_prefix(), "replica-a");
+    config.password_queue = 0;
+    let app = std::sync::Arc::new(spawn_with(config).await);
+
+    // Act: 30 registrations at once, each one a password hash.
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let app = app.clone();
+        flood.spawn(async move {
+            let body = json!({"user": {"username": format!("flood{i}"),
+                "email": format!("flood{i}@example.com"), "password": "password123"}});
+            let res = app
+                .client
+                .post(format!("{}/api/users", app.address))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let retry_after = res.headers().get("retry-after").cloned();
+            (res.status(), retry_after, res.text().await.unwrap())
+        });
+    }
+    let replies = flood.join_all().await;
+
+    // Assert: the hashes that found room ran; the others were refused with 503, told when to
+    // come back, and nothing failed otherwise.
+    let created = replies
+        .iter()
+        .filter(|r| r.0 == StatusCode::CREATED)
+        .count();
+    let refused: Vec<_> = replies
+        .iter()
+        .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(created + refused.len(), 30, "{replies:?}");
+    assert!(created >= 1, "{replies:?}");
+    assert!(
+        !refused.is_empty(),
+        "no registration was refused: {replies:?}"
+    );
+    for (_, retry_after, body) in &refused {
+        assert_eq!(retry_after.as_ref().unwrap(), "1");
+        assert!(body.contains("password hashing is at capacity"), "{body}");
+    }
+}
