@@ -108,58 +108,343 @@ pub async fn run_checked(cli: Cli) -> anyhow::Result<Summary> {
 }
 
 /// Like [`run_checked`], stopping early (and marking the run interrupted) once `stop` is set.
+///
+/// The run goes: seed (register, follow, publish), the mixed phase, the report; a monitor
+/// task keeps the live view, the timeline and the progress lines meanwhile.
 pub async fn run_until(cli: Cli, stop: Arc<AtomicBool>) -> anyhow::Result<Summary> {
     let tracing = Tracing::init(cli.otlp_endpoint.as_deref(), &cli.otlp_protocol)?;
-    let base_seed = cli.random_seed.unwrap_or_else(|| rand::rng().random());
-    let run_id = format!("{:08x}", rand::rng().random::<u32>());
-    let targets = cli.targets();
-    let stats = Arc::new(Stats::default());
-    let policy = RetryPolicy {
-        max_attempts: cli.attempts,
-        in_flight_wait: Duration::from_secs_f64(cli.in_flight_wait),
-        ..RetryPolicy::default()
-    };
-    let client = Client::new(
-        targets.clone(),
-        cli.timeout(),
-        policy,
-        stats.clone(),
-        tracing.tracer.clone(),
-    )?;
-    let writes = match &cli.log_writes {
-        Some(path) => {
-            Some(WriteLog::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
-        None => None,
-    };
-    let mut timeline = match &cli.timeline {
+    let timeline = match &cli.timeline {
         Some(path) => {
             Some(Timeline::create(path).with_context(|| format!("creating {}", path.display()))?)
         }
         None => None,
     };
-    let world = Arc::new(World::new(
-        client,
-        tracing.tracer.clone(),
-        run_id.clone(),
-        cli.tags.clone(),
-        writes,
-    ));
+    let run = Run::new(cli, stop, &tracing)?;
     log::info!(
-        "run {run_id}: {} users against {}",
-        cli.users,
-        targets.join(", ")
+        "run {}: {} users against {}",
+        run.id,
+        run.cli.users,
+        run.targets.join(", ")
     );
+    let monitor = Monitor::spawn(&run, timeline);
 
-    // Live view, timeline and progress, ticking every 500 ms until told to stop.
-    let phase = Arc::new(AtomicU8::new(PHASE_SEED));
-    let tui = !cli.no_tui && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    let (done_tx, mut done_rx) = oneshot::channel::<()>();
-    let monitor = {
-        let stats = stats.clone();
-        let phase = phase.clone();
-        let world = world.clone();
-        tokio::spawn(async move {
+    let seeded = match run.seed().await {
+        Ok(seeded) => seeded,
+        Err(err) => {
+            monitor.finish().await;
+            tracing_shutdown(tracing).await;
+            return Err(err);
+        }
+    };
+
+    // Mixed phase.
+    monitor.phase.store(PHASE_MIX, Ordering::Relaxed);
+    let mix_elapsed = run.mix(seeded.accounts, &seeded.sessions).await;
+    monitor.finish().await;
+    run.world.flush_writes();
+
+    // Report.
+    let summary = Summary::build(
+        &run.stats.totals(),
+        RunInfo {
+            run_id: run.id.clone(),
+            targets: run.targets.clone(),
+            users: seeded.virtual_users,
+            seed: seeded.seed,
+            seed_requests: seeded.requests,
+            mix_elapsed,
+            min_replicas: run.cli.min_replicas,
+            max_errors: run.cli.max_errors,
+            interrupted: run.stopped(),
+        },
+    );
+    if run.cli.json {
+        eprint!("{}", summary.table());
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    tracing_shutdown(tracing).await;
+    Ok(summary)
+}
+
+/// A registered account with its index (virtual users first, then seed-only accounts) and the
+/// trace context its requests run in.
+type Registered = (usize, Account, Context);
+
+/// What seeding left for the mixed phase and the report.
+struct Seeded {
+    accounts: Vec<Registered>,
+    /// One trace context per virtual user, registered or not.
+    sessions: Vec<Context>,
+    virtual_users: usize,
+    seed: Seed,
+    /// Requests sent while seeding.
+    requests: u64,
+}
+
+/// What every phase of a run shares.
+struct Run {
+    cli: Cli,
+    id: String,
+    targets: Vec<String>,
+    base_seed: u64,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    world: Arc<World>,
+    /// Bounds the registrations and article writes in flight while seeding.
+    limit: Arc<Semaphore>,
+}
+
+impl Run {
+    fn new(cli: Cli, stop: Arc<AtomicBool>, tracing: &Tracing) -> anyhow::Result<Self> {
+        let base_seed = cli.random_seed.unwrap_or_else(|| rand::rng().random());
+        let id = format!("{:08x}", rand::rng().random::<u32>());
+        let targets = cli.targets();
+        let stats = Arc::new(Stats::default());
+        let policy = RetryPolicy {
+            max_attempts: cli.attempts,
+            in_flight_wait: Duration::from_secs_f64(cli.in_flight_wait),
+            ..RetryPolicy::default()
+        };
+        let client = Client::new(
+            targets.clone(),
+            cli.timeout(),
+            policy,
+            stats.clone(),
+            tracing.tracer.clone(),
+        )?;
+        let writes = match &cli.log_writes {
+            Some(path) => Some(
+                WriteLog::create(path).with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let world = Arc::new(World::new(
+            client,
+            tracing.tracer.clone(),
+            id.clone(),
+            cli.tags.clone(),
+            writes,
+        ));
+        let limit = Arc::new(Semaphore::new(cli.users.clamp(1, 64)));
+        Ok(Self {
+            cli,
+            id,
+            targets,
+            base_seed,
+            stop,
+            stats,
+            world,
+            limit,
+        })
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Registers the accounts, follows and publishes, each virtual user in its own session
+    /// trace and the rest in one seed trace.
+    ///
+    /// # Errors
+    /// No virtual user could register (unless the run was stopped).
+    async fn seed(&self) -> anyhow::Result<Seeded> {
+        let started = Instant::now();
+        let run_attr = KeyValue::new("conduit.run_id", self.id.clone());
+        let seed_cx = self.world.root("seed", vec![run_attr.clone()]);
+        let sessions: Vec<Context> = (0..self.cli.users)
+            .map(|i| {
+                self.world.root(
+                    "session",
+                    vec![
+                        run_attr.clone(),
+                        KeyValue::new("conduit.virtual_user", i as i64),
+                    ],
+                )
+            })
+            .collect();
+        let accounts = self.register(&sessions, &seed_cx).await?;
+        let virtual_users = accounts
+            .iter()
+            .filter(|(i, _, _)| *i < self.cli.users)
+            .count();
+        if virtual_users == 0 && !self.stopped() {
+            for cx in &sessions {
+                cx.span().end();
+            }
+            seed_cx.span().end();
+            anyhow::bail!(
+                "no virtual user could register at {} (errors: {}); is the API running?",
+                self.targets.join(", "),
+                live::errors_text(&self.stats.totals().errors)
+            );
+        }
+        if virtual_users < self.cli.users {
+            log::warn!(
+                "{} of {} virtual users could not register and are left out",
+                self.cli.users - virtual_users,
+                self.cli.users
+            );
+        }
+        self.follow(&accounts).await;
+        self.publish(&accounts).await;
+        seed_cx.span().end();
+        let totals = self.stats.totals();
+        let seed = Seed {
+            accounts: totals.writes_acked.get("user").copied().unwrap_or(0),
+            follows: totals.writes_acked.get("follow").copied().unwrap_or(0),
+            articles: totals.writes_acked.get("article").copied().unwrap_or(0),
+            seconds: stats::round3(started.elapsed().as_secs_f64()),
+        };
+        log::info!(
+            "seeded {} accounts, {} follows, {} articles in {:.1}s",
+            seed.accounts,
+            seed.follows,
+            seed.articles,
+            seed.seconds
+        );
+        Ok(Seeded {
+            accounts,
+            sessions,
+            virtual_users,
+            seed,
+            requests: totals.requests,
+        })
+    }
+
+    /// Registers the virtual users (each in its own session trace) and the seed-only
+    /// accounts, in index order. An account that could not register is left out.
+    async fn register(
+        &self,
+        sessions: &[Context],
+        seed_cx: &Context,
+    ) -> anyhow::Result<Vec<Registered>> {
+        let mut set = JoinSet::new();
+        for i in 0..self.cli.users + self.cli.seed_users {
+            let (cx, name) = match sessions.get(i) {
+                Some(cx) => (cx.clone(), format!("u{i}")),
+                None => (seed_cx.clone(), format!("s{}", i - self.cli.users)),
+            };
+            let (world, limit, stop) = (self.world.clone(), self.limit.clone(), self.stop.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await.ok()?;
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                world.register(&cx, &name).await.map(|a| (i, a, cx))
+            });
+        }
+        let mut accounts = Vec::new();
+        while let Some(res) = set.join_next().await {
+            if let Some(account) = res.context("a registration task panicked")? {
+                accounts.push(account);
+            }
+        }
+        accounts.sort_by_key(|(i, _, _)| *i);
+        Ok(accounts)
+    }
+
+    /// Each virtual user follows a few others.
+    async fn follow(&self, accounts: &[Registered]) {
+        let usernames = self.world.usernames();
+        let mut set = JoinSet::new();
+        for (i, acc, cx) in accounts.iter().filter(|(i, _, _)| *i < self.cli.users) {
+            let mut rng = StdRng::seed_from_u64(self.base_seed ^ (0x1000 + *i as u64));
+            let targets = pick_follows(&usernames, &acc.username, self.cli.follows, &mut rng);
+            let (world, acc, cx, stop) = (
+                self.world.clone(),
+                acc.clone(),
+                cx.clone(),
+                self.stop.clone(),
+            );
+            set.spawn(async move {
+                for u in targets {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    world.follow(&cx, &acc, &u).await;
+                }
+            });
+        }
+        set.join_all().await;
+    }
+
+    /// The seed articles, spread over every account.
+    async fn publish(&self, accounts: &[Registered]) {
+        if accounts.is_empty() {
+            return;
+        }
+        let mut set = JoinSet::new();
+        for j in 0..self.cli.seed_articles {
+            let (_, acc, cx) = accounts[j % accounts.len()].clone();
+            let mut rng = StdRng::seed_from_u64(self.base_seed ^ (0x2000_0000 + j as u64));
+            let (world, limit, stop) = (self.world.clone(), self.limit.clone(), self.stop.clone());
+            set.spawn(async move {
+                let Ok(_permit) = limit.acquire_owned().await else {
+                    return;
+                };
+                if !stop.load(Ordering::SeqCst) {
+                    world
+                        .write_article(&cx, &acc, &mut rng, "seed_article")
+                        .await;
+                }
+            });
+        }
+        set.join_all().await;
+    }
+
+    /// The mixed phase: every registered virtual user runs until the deadline, the request
+    /// budget or a stop. Sessions of users that could not register end at once.
+    async fn mix(&self, accounts: Vec<Registered>, sessions: &[Context]) -> Duration {
+        let started = Instant::now();
+        let deadline = match self.cli.requests {
+            Some(_) => None,
+            None => Some(started + Duration::from_secs_f64(self.cli.duration)),
+        };
+        let control = Arc::new(Control::new(
+            self.stop.clone(),
+            deadline,
+            self.cli.requests,
+            self.cli.rate,
+        ));
+        let mix = Mix::new(self.cli.write_ratio);
+        for (i, cx) in sessions.iter().enumerate() {
+            if !accounts.iter().any(|(j, _, _)| *j == i) {
+                cx.span().end();
+            }
+        }
+        let mut set = JoinSet::new();
+        for (i, acc, cx) in accounts.into_iter().filter(|(i, _, _)| *i < self.cli.users) {
+            let vu = VirtualUser {
+                account: acc,
+                cx,
+                rng: StdRng::seed_from_u64(self.base_seed ^ (0x3000_0000 + i as u64)),
+                favorites: Vec::new(),
+            };
+            set.spawn(virtual_user(self.world.clone(), control.clone(), mix, vu));
+        }
+        set.join_all().await;
+        started.elapsed()
+    }
+}
+
+/// The task that keeps the live view, the per-second timeline and the progress lines.
+struct Monitor {
+    phase: Arc<AtomicU8>,
+    done: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Monitor {
+    /// Ticks every 500 ms until [`finish`](Self::finish).
+    fn spawn(run: &Run, mut timeline: Option<Timeline>) -> Self {
+        let phase = Arc::new(AtomicU8::new(PHASE_SEED));
+        let tui =
+            !run.cli.no_tui && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        let (done, mut done_rx) = oneshot::channel::<()>();
+        let (stats, world, shown) = (run.stats.clone(), run.world.clone(), phase.clone());
+        let task = tokio::spawn(async move {
             let mut view = tui.then(LiveView::new);
             if let Some(v) = &view {
                 telemetry::attach_progress(v.progress());
@@ -177,7 +462,7 @@ pub async fn run_until(cli: Cli, stop: Arc<AtomicBool>) -> anyhow::Result<Summar
                     _ = &mut done_rx => break,
                 }
                 n += 1;
-                let p = phase_name(phase.load(Ordering::Relaxed));
+                let p = phase_name(shown.load(Ordering::Relaxed));
                 if let Some(v) = view.as_mut() {
                     v.update(p, &stats.totals());
                 }
@@ -196,7 +481,7 @@ pub async fn run_until(cli: Cli, stop: Arc<AtomicBool>) -> anyhow::Result<Summar
                     log::info!("{}", progress_line(p, &totals, r));
                 }
             }
-            let p = phase_name(phase.load(Ordering::Relaxed));
+            let p = phase_name(shown.load(Ordering::Relaxed));
             if let Some(v) = view.as_mut() {
                 v.update(p, &stats.totals());
                 v.finish();
@@ -204,188 +489,15 @@ pub async fn run_until(cli: Cli, stop: Arc<AtomicBool>) -> anyhow::Result<Summar
             if let Some(t) = timeline.as_mut() {
                 t.tick(p, &stats.take_window());
             }
-        })
-    };
-
-    // Seed.
-    let seed_started = Instant::now();
-    let run_attr = KeyValue::new("conduit.run_id", run_id.clone());
-    let seed_cx = world.root("seed", vec![run_attr.clone()]);
-    let sessions: Vec<Context> = (0..cli.users)
-        .map(|i| {
-            world.root(
-                "session",
-                vec![
-                    run_attr.clone(),
-                    KeyValue::new("conduit.virtual_user", i as i64),
-                ],
-            )
-        })
-        .collect();
-    let limit = Arc::new(Semaphore::new(cli.users.clamp(1, 64)));
-
-    let mut set = JoinSet::new();
-    for i in 0..cli.users + cli.seed_users {
-        let (cx, name) = if let Some(cx) = sessions.get(i) {
-            (cx.clone(), format!("u{i}"))
-        } else {
-            (seed_cx.clone(), format!("s{}", i - cli.users))
-        };
-        let world = world.clone();
-        let limit = limit.clone();
-        let stop = stop.clone();
-        set.spawn(async move {
-            let _permit = limit.acquire_owned().await.ok()?;
-            if stop.load(Ordering::SeqCst) {
-                return None;
-            }
-            world.register(&cx, &name).await.map(|a| (i, a, cx))
         });
-    }
-    let mut accounts: Vec<(usize, Account, Context)> = Vec::new();
-    while let Some(res) = set.join_next().await {
-        if let Some(acc) = res.context("a registration task panicked")? {
-            accounts.push(acc);
-        }
-    }
-    accounts.sort_by_key(|(i, _, _)| *i);
-    let vu_count = accounts.iter().filter(|(i, _, _)| *i < cli.users).count();
-    if vu_count == 0 && !stop.load(Ordering::SeqCst) {
-        for cx in &sessions {
-            cx.span().end();
-        }
-        seed_cx.span().end();
-        let _ = done_tx.send(());
-        let _ = monitor.await;
-        let t = stats.totals();
-        tracing_shutdown(tracing).await;
-        anyhow::bail!(
-            "no virtual user could register at {} (errors: {}); is the API running?",
-            targets.join(", "),
-            live::errors_text(&t.errors)
-        );
-    }
-    if vu_count < cli.users {
-        log::warn!(
-            "{} of {} virtual users could not register and are left out",
-            cli.users - vu_count,
-            cli.users
-        );
+        Self { phase, done, task }
     }
 
-    // Follows: each virtual user follows a few others.
-    let usernames = world.usernames();
-    let mut set = JoinSet::new();
-    for (i, acc, cx) in accounts.iter().filter(|(i, _, _)| *i < cli.users) {
-        let mut rng = StdRng::seed_from_u64(base_seed ^ (0x1000 + *i as u64));
-        let targets = pick_follows(&usernames, &acc.username, cli.follows, &mut rng);
-        let (world, acc, cx, stop) = (world.clone(), acc.clone(), cx.clone(), stop.clone());
-        set.spawn(async move {
-            for u in targets {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                world.follow(&cx, &acc, &u).await;
-            }
-        });
+    /// Stops the ticks after a last update.
+    async fn finish(self) {
+        let _ = self.done.send(());
+        let _ = self.task.await;
     }
-    set.join_all().await;
-
-    // Articles, spread over every account.
-    let mut set = JoinSet::new();
-    let article_count = if accounts.is_empty() {
-        0
-    } else {
-        cli.seed_articles
-    };
-    for j in 0..article_count {
-        let (_, acc, cx) = accounts[j % accounts.len()].clone();
-        let mut rng = StdRng::seed_from_u64(base_seed ^ (0x2000_0000 + j as u64));
-        let (world, limit, stop) = (world.clone(), limit.clone(), stop.clone());
-        set.spawn(async move {
-            let Ok(_permit) = limit.acquire_owned().await else {
-                return;
-            };
-            if !stop.load(Ordering::SeqCst) {
-                world
-                    .write_article(&cx, &acc, &mut rng, "seed_article")
-                    .await;
-            }
-        });
-    }
-    set.join_all().await;
-    seed_cx.span().end();
-
-    let after_seed = stats.totals();
-    let seed = Seed {
-        accounts: after_seed.writes_acked.get("user").copied().unwrap_or(0),
-        follows: after_seed.writes_acked.get("follow").copied().unwrap_or(0),
-        articles: after_seed.writes_acked.get("article").copied().unwrap_or(0),
-        seconds: stats::round3(seed_started.elapsed().as_secs_f64()),
-    };
-    log::info!(
-        "seeded {} accounts, {} follows, {} articles in {:.1}s",
-        seed.accounts,
-        seed.follows,
-        seed.articles,
-        seed.seconds
-    );
-
-    // Mixed phase.
-    phase.store(PHASE_MIX, Ordering::Relaxed);
-    let mix_started = Instant::now();
-    let deadline = match cli.requests {
-        Some(_) => None,
-        None => Some(mix_started + Duration::from_secs_f64(cli.duration)),
-    };
-    let control = Arc::new(Control::new(stop.clone(), deadline, cli.requests, cli.rate));
-    let mix = Mix::new(cli.write_ratio);
-    let registered: Vec<usize> = accounts.iter().map(|(i, _, _)| *i).collect();
-    for (i, cx) in sessions.iter().enumerate() {
-        if !registered.contains(&i) {
-            cx.span().end();
-        }
-    }
-    let mut set = JoinSet::new();
-    for (i, acc, cx) in accounts.into_iter().filter(|(i, _, _)| *i < cli.users) {
-        let vu = VirtualUser {
-            account: acc,
-            cx,
-            rng: StdRng::seed_from_u64(base_seed ^ (0x3000_0000 + i as u64)),
-            favorites: Vec::new(),
-        };
-        set.spawn(virtual_user(world.clone(), control.clone(), mix, vu));
-    }
-    set.join_all().await;
-    let mix_elapsed = mix_started.elapsed();
-
-    let _ = done_tx.send(());
-    let _ = monitor.await;
-    world.flush_writes();
-
-    let totals = stats.totals();
-    let summary = Summary::build(
-        &totals,
-        RunInfo {
-            run_id,
-            targets,
-            users: vu_count,
-            seed,
-            seed_requests: after_seed.requests,
-            mix_elapsed,
-            min_replicas: cli.min_replicas,
-            max_errors: cli.max_errors,
-            interrupted: stop.load(Ordering::SeqCst),
-        },
-    );
-    if cli.json {
-        eprint!("{}", summary.table());
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{}", summary.table());
-    }
-    tracing_shutdown(tracing).await;
-    Ok(summary)
 }
 
 async fn tracing_shutdown(tracing: Tracing) {
