@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Deserialize;
@@ -239,6 +240,16 @@ pub fn label_rows(xs: &[(f64, usize)], width: f64, rows: usize) -> Vec<usize> {
         .collect()
 }
 
+/// The chart's drawing context: seconds on x, responses per second on y.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Where the chart's text goes, in chart units.
+struct Layout {
+    y_top: f64,
+    /// x units per character of a 13-15 px label.
+    per_char: f64,
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     pic: &Picture,
@@ -248,44 +259,21 @@ fn draw<DB: DrawingBackend>(
     let (width, _) = root.dim_in_pixel();
     let legend_width = 230;
     let (chart_area, legend_area) = root.split_horizontally(width.saturating_sub(legend_width));
-    let y_top = pic.y_max * 1.6;
     let x_max = pic.x_max.max(1.0);
+    // A label is about 8 px per character on a plot about 1400 px wide.
+    let plot_px = f64::from(width.saturating_sub(legend_width + 100));
+    let layout = Layout {
+        y_top: pic.y_max * 1.6,
+        per_char: x_max / plot_px * 8.0,
+    };
     let mut chart = ChartBuilder::on(&chart_area)
         .caption(title, (FONT, 26))
         .margin(12)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_top)
+        .build_cartesian_2d(0f64..x_max, 0f64..layout.y_top)
         .map_err(err)?;
-    // x units per character of a 13-15 px label (about 8 px wide on a plot about 1400 px wide).
-    let plot_px = f64::from(width.saturating_sub(legend_width + 100));
-    let per_char = x_max / plot_px * 8.0;
-
-    // Phases: shaded bands with their names at the top (two rows when they would touch).
-    let phase_rows = label_rows(
-        &pic.phases
-            .iter()
-            .map(|p| (p.0, p.2.chars().count()))
-            .collect::<Vec<_>>(),
-        per_char,
-        2,
-    );
-    for (i, (start, end, name)) in pic.phases.iter().enumerate() {
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(*start, 0.0), (*end, y_top)],
-                BANDS[i % 2].filled(),
-            )))
-            .map_err(err)?;
-        let y = y_top * (0.985 - 0.04 * phase_rows[i] as f64);
-        chart
-            .draw_series(std::iter::once(Text::new(
-                name.clone(),
-                (*start + per_char * 0.5, y),
-                (FONT, 16).into_font().color(&BLACK),
-            )))
-            .map_err(err)?;
-    }
+    draw_phases(&mut chart, pic, &layout)?;
     chart
         .configure_mesh()
         .x_desc("seconds since the start of the run")
@@ -297,18 +285,63 @@ fn draw<DB: DrawingBackend>(
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
+    draw_faults(&mut chart, pic, &layout)?;
+    let legend = draw_lines(&mut chart, pic)?;
+    draw_legend(&legend_area, &legend)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
 
-    // Faults: a vertical line each, labels in up to six rows under the phase names.
-    let fault_rows = label_rows(
+/// Phases: shaded bands with their names at the top (two rows when they would touch).
+fn draw_phases<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    pic: &Picture,
+    layout: &Layout,
+) -> Result<()> {
+    let rows = label_rows(
+        &pic.phases
+            .iter()
+            .map(|p| (p.0, p.2.chars().count()))
+            .collect::<Vec<_>>(),
+        layout.per_char,
+        2,
+    );
+    for (i, (start, end, name)) in pic.phases.iter().enumerate() {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(*start, 0.0), (*end, layout.y_top)],
+                BANDS[i % 2].filled(),
+            )))
+            .map_err(err)?;
+        let y = layout.y_top * (0.985 - 0.04 * rows[i] as f64);
+        chart
+            .draw_series(std::iter::once(Text::new(
+                name.clone(),
+                (*start + layout.per_char * 0.5, y),
+                (FONT, 16).into_font().color(&BLACK),
+            )))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Faults: a vertical line each, labels in up to six rows under the phase names.
+fn draw_faults<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    pic: &Picture,
+    layout: &Layout,
+) -> Result<()> {
+    let y_top = layout.y_top;
+    let rows = label_rows(
         &pic.faults
             .iter()
             .map(|f| (f.0, f.1.chars().count()))
             .collect::<Vec<_>>(),
-        per_char * 0.85,
+        layout.per_char * 0.85,
         6,
     );
     for (i, (x, label)) in pic.faults.iter().enumerate() {
-        let y = y_top * (0.9 - 0.045 * fault_rows[i] as f64);
+        let y = y_top * (0.9 - 0.045 * rows[i] as f64);
         chart
             .draw_series(LineSeries::new(
                 vec![(*x, 0.0), (*x, y + y_top * 0.01)],
@@ -318,12 +351,19 @@ fn draw<DB: DrawingBackend>(
         chart
             .draw_series(std::iter::once(Text::new(
                 label.clone(),
-                (*x + per_char * 0.3, y + y_top * 0.015),
+                (*x + layout.per_char * 0.3, y + y_top * 0.015),
                 (FONT, 13).into_font().color(&FAULT),
             )))
             .map_err(err)?;
     }
+    Ok(())
+}
 
+/// One line per replica and the failed requests. Returns the legend's entries.
+fn draw_lines<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    pic: &Picture,
+) -> Result<Vec<(String, RGBColor)>> {
     let mut legend: Vec<(String, RGBColor)> = Vec::new();
     for (i, name) in replica_order(pic).into_iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
@@ -343,38 +383,40 @@ fn draw<DB: DrawingBackend>(
     }
     legend.push(("failed requests".to_string(), FAILED));
     legend.push(("fault".to_string(), FAULT));
+    Ok(legend)
+}
 
-    // Legend on the right, outside the chart so it never covers a line.
+/// The legend on the right, outside the chart so it never covers a line.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    legend: &[(String, RGBColor)],
+) -> Result<()> {
     let (step, font_size) = if legend.len() > 30 {
         (15, 12)
     } else {
         (22, 15)
     };
-    legend_area
-        .draw(&Text::new(
-            "replica (X-Served-By)",
-            (6, 50),
-            (FONT, 16).into_font(),
-        ))
-        .map_err(err)?;
+    area.draw(&Text::new(
+        "replica (X-Served-By)",
+        (6, 50),
+        (FONT, 16).into_font(),
+    ))
+    .map_err(err)?;
     for (i, (name, color)) in legend.iter().enumerate() {
         let y = 80 + (i as i32) * step;
         let stroke = if *color == FAULT { 1 } else { 3 };
-        legend_area
-            .draw(&PathElement::new(
-                vec![(6, y + 7), (36, y + 7)],
-                color.stroke_width(stroke),
-            ))
-            .map_err(err)?;
-        legend_area
-            .draw(&Text::new(
-                name.clone(),
-                (44, y),
-                (FONT, font_size).into_font(),
-            ))
-            .map_err(err)?;
+        area.draw(&PathElement::new(
+            vec![(6, y + 7), (36, y + 7)],
+            color.stroke_width(stroke),
+        ))
+        .map_err(err)?;
+        area.draw(&Text::new(
+            name.clone(),
+            (44, y),
+            (FONT, font_size).into_font(),
+        ))
+        .map_err(err)?;
     }
-    root.present().map_err(err)?;
     Ok(())
 }
 
