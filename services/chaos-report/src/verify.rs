@@ -216,34 +216,57 @@ fn detail(out: &mut WriteCheck, text: String) {
 /// Compares the acknowledged writes of one run (users named `l<run_id>x...`) with the dump.
 pub fn check_writes(run_id: &str, writes: &[WriteRecord], dump: &Dump) -> WriteCheck {
     let mut out = WriteCheck::default();
-    let uid = |name: &str| dump.users.get(&name.to_lowercase()).cloned();
+    let mut acked = check_acknowledged(&mut out, writes, dump);
+    check_favorites(&mut out, std::mem::take(&mut acked.last_favorite), dump);
     let prefix = format!("l{run_id}x");
-    let run_users: HashSet<String> = dump
+    let run_users: HashSet<&str> = dump
         .users
         .iter()
         .filter(|(name, _)| name.starts_with(&prefix))
-        .map(|(_, id)| id.clone())
+        .map(|(_, id)| id.as_str())
         .collect();
+    count_unacknowledged_and_duplicates(&mut out, dump, &run_users, &acked);
+    out
+}
 
-    let mut acked_articles = HashSet::new();
-    let mut acked_comments = HashSet::new();
-    // (user, slug) -> the last acknowledged favorite (true) or unfavorite (false).
-    let mut last_favorite: HashMap<(String, String), bool> = HashMap::new();
+/// What the acknowledgements mention, for the checks after the first pass.
+struct Acknowledged {
+    /// Ids of acknowledged articles.
+    articles: HashSet<String>,
+    /// Ids of acknowledged comments (a sequence of their own: an article and a comment may
+    /// share an id).
+    comments: HashSet<String>,
+    /// (user, slug) -> the last acknowledged favorite (true) or unfavorite (false).
+    last_favorite: HashMap<(String, String), bool>,
+}
 
+/// The user id of a username in the dump.
+fn user_id(dump: &Dump, name: &str) -> Option<String> {
+    dump.users.get(&name.to_lowercase()).cloned()
+}
+
+/// Checks every acknowledged user, follow, article and comment against the dump; favorites
+/// are only collected, since only the last one per user and article counts.
+fn check_acknowledged(out: &mut WriteCheck, writes: &[WriteRecord], dump: &Dump) -> Acknowledged {
+    let mut acked = Acknowledged {
+        articles: HashSet::new(),
+        comments: HashSet::new(),
+        last_favorite: HashMap::new(),
+    };
     for w in writes {
         let slug = w.slug.clone().unwrap_or_default();
         let found = match w.kind.as_str() {
-            "user" => uid(&w.user).is_some(),
+            "user" => user_id(dump, &w.user).is_some(),
             "follow" => {
                 let profile = w.profile.clone().unwrap_or_default();
-                match (uid(&w.user), uid(&profile)) {
+                match (user_id(dump, &w.user), user_id(dump, &profile)) {
                     (Some(a), Some(b)) => dump.following.contains(&(a, b)),
                     _ => false,
                 }
             }
             "article" => match dump.slugs.get(&slug) {
                 Some(id) => {
-                    acked_articles.insert(id.clone());
+                    acked.articles.insert(id.clone());
                     dump.articles.contains_key(id)
                 }
                 None => false,
@@ -254,14 +277,16 @@ pub fn check_writes(run_id: &str, writes: &[WriteRecord], dump: &Dump) -> WriteC
                     Some(Value::Number(n)) => n.to_string(),
                     _ => String::new(),
                 };
-                acked_comments.insert(cid.clone());
+                acked.comments.insert(cid.clone());
                 match (dump.comments.get(&cid), dump.slugs.get(&slug)) {
                     (Some((article, _, _)), Some(id)) => article == id,
                     _ => false,
                 }
             }
             "favorite" | "unfavorite" => {
-                last_favorite.insert((w.user.clone(), slug), w.kind == "favorite");
+                acked
+                    .last_favorite
+                    .insert((w.user.clone(), slug), w.kind == "favorite");
                 continue;
             }
             _ => continue,
@@ -272,18 +297,27 @@ pub fn check_writes(run_id: &str, writes: &[WriteRecord], dump: &Dump) -> WriteC
         } else {
             out.lost += 1;
             detail(
-                &mut out,
+                out,
                 format!("lost {} by {} {}", w.kind, w.user, slug)
                     .trim()
                     .to_string(),
             );
         }
     }
+    acked
+}
+
+/// Each (user, article) must be in the state of its last acknowledged favorite or unfavorite.
+fn check_favorites(
+    out: &mut WriteCheck,
+    last_favorite: HashMap<(String, String), bool>,
+    dump: &Dump,
+) {
     let mut favorites: Vec<_> = last_favorite.into_iter().collect();
     favorites.sort();
     for ((user, slug), on) in favorites {
         out.checked += 1;
-        let state = match (uid(&user), dump.slugs.get(&slug)) {
+        let state = match (user_id(dump, &user), dump.slugs.get(&slug)) {
             (Some(u), Some(a)) => Some(dump.favorites.contains(&(a.clone(), u))),
             _ => None,
         };
@@ -292,24 +326,33 @@ pub fn check_writes(run_id: &str, writes: &[WriteRecord], dump: &Dump) -> WriteC
         } else {
             out.lost += 1;
             let what = if on { "favorite" } else { "unfavorite" };
-            detail(&mut out, format!("lost {what} by {user} of {slug}"));
+            detail(out, format!("lost {what} by {user} of {slug}"));
         }
     }
+}
 
+/// Articles and comments of the run's users that no acknowledgement mentions, and the same
+/// article (author, title) or comment (article, author, body) stored more than once.
+fn count_unacknowledged_and_duplicates(
+    out: &mut WriteCheck,
+    dump: &Dump,
+    run_users: &HashSet<&str>,
+    acked: &Acknowledged,
+) {
     let mut titles: HashMap<(&str, &str), u64> = HashMap::new();
     for (id, (author, title)) in &dump.articles {
-        if run_users.contains(author) {
+        if run_users.contains(author.as_str()) {
             *titles.entry((author, title)).or_default() += 1;
-            if !acked_articles.contains(id) {
+            if !acked.articles.contains(id) {
                 out.unacknowledged += 1;
             }
         }
     }
     let mut bodies: HashMap<(&str, &str, &str), u64> = HashMap::new();
     for (id, (article, author, body)) in &dump.comments {
-        if run_users.contains(author) {
+        if run_users.contains(author.as_str()) {
             *bodies.entry((article, author, body)).or_default() += 1;
-            if !acked_comments.contains(id) {
+            if !acked.comments.contains(id) {
                 out.unacknowledged += 1;
             }
         }
@@ -333,11 +376,10 @@ pub fn check_writes(run_id: &str, writes: &[WriteRecord], dump: &Dump) -> WriteC
     }
     dups.sort();
     for d in dups {
-        detail(&mut out, d);
+        detail(out, d);
     }
     // Duplicates are executed twice, not unacknowledged.
     out.unacknowledged = out.unacknowledged.saturating_sub(out.duplicates);
-    out
 }
 
 /// One row of the phase table.
