@@ -9,6 +9,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// Largest accepted request body, in bytes: the JSON and payload limits, the idempotency
+/// middleware's buffer and the 413 message all use this one number.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// The `conduit-api` command line.
 #[derive(Debug, Parser)]
 #[command(

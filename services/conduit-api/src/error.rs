@@ -76,7 +76,13 @@ impl ApiError {
             Self::NotFound(what) => one(what, "not found".to_owned()),
             Self::BadRequest(field, msg) => one(field, msg.clone()),
             Self::Conflict(msg) => one("request", (*msg).to_owned()),
-            Self::PayloadTooLarge => one("body", "is larger than 64 KiB".to_owned()),
+            Self::PayloadTooLarge => one(
+                "body",
+                format!(
+                    "is larger than {} KiB",
+                    crate::config::MAX_BODY_BYTES / 1024
+                ),
+            ),
             Self::Unprocessable(errors) => errors.clone(),
             Self::TooManyRequests { .. } => {
                 one("login", "too many failed attempts, retry later".to_owned())

@@ -27,14 +27,13 @@ use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 
 use crate::auth::authenticate_request;
+use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::{Begin, IdempotencyLease};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
-/// Bodies larger than this are not fingerprinted; the handler rejects them with 413 anyway.
-const MAX_BODY: usize = 64 * 1024;
 
 /// The lease of the current request, if it carries an `Idempotency-Key`.
 #[derive(Debug, Clone, Default)]
@@ -119,7 +118,9 @@ pub async fn idempotency(
     let mut payload = req.take_payload();
     while let Some(chunk) = payload.next().await {
         match chunk {
-            Ok(chunk) if body.len() + chunk.len() <= MAX_BODY => body.extend_from_slice(&chunk),
+            Ok(chunk) if body.len() + chunk.len() <= MAX_BODY_BYTES => {
+                body.extend_from_slice(&chunk)
+            }
             Ok(_) => return fail(req, ApiError::PayloadTooLarge),
             Err(_) => {
                 return fail(
@@ -130,17 +131,7 @@ pub async fn idempotency(
         }
     }
     let body = body.freeze();
-    let mut hasher = Sha256::new();
-    for part in [
-        req.method().as_str().as_bytes(),
-        req.path().as_bytes(),
-        req.query_string().as_bytes(),
-        &body,
-    ] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    let fingerprint = format!("{:x}", hasher.finalize());
+    let fingerprint = fingerprint(req.method().as_str(), req.path(), req.query_string(), &body);
     req.set_payload(Payload::from(body));
 
     let config = &state.config;

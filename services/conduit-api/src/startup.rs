@@ -15,14 +15,11 @@ use anyhow::Context as _;
 
 use crate::access;
 use crate::auth::{KeyRing, Passwords};
-use crate::config::Config;
+use crate::config::{Config, MAX_BODY_BYTES};
 use crate::error::{error_response, ApiError, FieldErrors};
 use crate::idempotency::idempotency;
 use crate::routes::{self, Draining};
 use crate::store::Store;
-
-/// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Everything a handler may use. It holds handles and configuration, never client data. Each
 /// worker has its own, with its own Redis connection; the rest is shared or copied.
