@@ -49,6 +49,7 @@ pub fn test_config(prefix: &str, replica: &str) -> Config {
         idempotency_lease: 10,
         login_max_failures: 10,
         login_window: 300,
+        cors_origins: "*".to_owned(),
         trust_forwarded: false,
     }
 }
