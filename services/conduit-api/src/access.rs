@@ -1,5 +1,6 @@
 //! What every request gets, whatever its route: a server span, the `X-Served-By` and
-//! `X-Trace-Id` response headers, and one access log line (target `conduit_api::access`).
+//! `X-Trace-Id` response headers, and one access log line (target `conduit_api::access`; at
+//! debug level for a CORS preflight).
 
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ pub async fn observe(
 ) -> actix_web::Result<ServiceResponse<impl MessageBody>> {
     let start = Instant::now();
     let method = req.method().clone();
+    let preflight = crate::cors::is_preflight(req.head());
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
@@ -53,6 +55,9 @@ pub async fn observe(
         let _current = context.attach();
         let level = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             log::Level::Error
+        } else if preflight {
+            // Browsers send one before many cross-origin calls; they are not worth a line each.
+            log::Level::Debug
         } else {
             log::Level::Info
         };

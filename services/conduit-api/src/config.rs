@@ -202,6 +202,11 @@ pub struct Config {
     )]
     pub password_queue: usize,
 
+    /// Origins whose pages may call the API from a browser: `*` (any), comma-separated
+    /// `scheme://host[:port]` origins, or `none` (or empty) for no CORS headers at all.
+    #[arg(long, env = "CONDUIT_CORS_ORIGINS", default_value = "*", global = true)]
+    pub cors_origins: String,
+
     /// Take the client address from the last `X-Forwarded-For` entry (set behind a proxy).
     #[arg(
         long,

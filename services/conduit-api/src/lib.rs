@@ -7,6 +7,7 @@
 //! - [`config`]: flags and environment variables (`conduit-api --help`).
 //! - [`startup`]: builds the actix application, binds the listener, runs and drains it.
 //! - [`access`]: what every request gets: a server span, `X-Served-By`, one log line.
+//! - [`cors`]: which browser origins may call the API (`CONDUIT_CORS_ORIGINS`), preflights.
 //! - [`telemetry`]: logs filtered by `RUST_LOG`; spans, made with the OpenTelemetry API, over OTLP.
 //! - [`error`]: the API error type and the RealWorld `{"errors": ..}` body.
 //! - [`auth`]: the JWT key ring, the `AuthUser` extractors, password hashing.
@@ -18,6 +19,7 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod domain;
 pub mod error;
 pub mod idempotency;

@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use crate::access;
 use crate::auth::{KeyRing, Passwords};
 use crate::config::{Config, MAX_BODY_BYTES};
+use crate::cors::{self, CorsPolicy};
 use crate::error::{error_response, ApiError, FieldErrors};
 use crate::idempotency::idempotency;
 use crate::routes::{self, Draining};
@@ -47,6 +48,8 @@ impl Application {
     /// # Errors
     /// No or invalid signing keys, an invalid Redis URL, or an address that cannot be bound.
     pub fn build(config: Config) -> anyhow::Result<Self> {
+        let cors_policy =
+            CorsPolicy::parse(&config.cors_origins).context("invalid CONDUIT_CORS_ORIGINS")?;
         let keys = load_key_ring(&config)?;
         let store = Store::new(
             &config.redis_url,
@@ -63,7 +66,7 @@ impl Application {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         log::info!(
-            "replica starting port={port} workers={workers} signing_kid={} ring={}",
+            "replica starting port={port} workers={workers} signing_kid={} ring={} cors={cors_policy}",
             keys.current_kid(),
             keys.fingerprint()
         );
@@ -102,6 +105,10 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(no_route))
                 .wrap(from_fn(idempotency))
+                // Outside idempotency (and the handlers' token checks): a preflight is answered
+                // here and goes no further, so it never touches Redis.
+                .wrap(cors_policy.middleware())
+                .wrap(from_fn(cors::shape_preflight))
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
                 .wrap(from_fn(access::observe))
         })

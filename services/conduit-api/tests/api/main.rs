@@ -4,6 +4,7 @@ mod articles;
 mod auth;
 mod comments;
 mod conformance;
+mod cors;
 mod health;
 mod helpers;
 mod hostile_input;
