@@ -9,6 +9,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::domain::ValidationErrors;
 use crate::store::StoreError;
 
 /// Field name to messages, as sent in the `errors` object.
@@ -149,6 +150,12 @@ impl ResponseError for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(errors: ValidationErrors) -> Self {
+        Self::Unprocessable(errors.into_map())
     }
 }
 

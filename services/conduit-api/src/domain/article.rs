@@ -1,7 +1,13 @@
-//! Article and comment fields, tags, and slugs.
+//! Article and comment fields, tags, slugs, and the validated article a request makes.
 
-use super::text::check_text;
+use utoipa::openapi::schema::{ArrayBuilder, Schema};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
+use super::text::{check_text, schema_of_string, text_pattern};
+
+/// A text field of `$min` to `$max` characters, on one line unless `$multiline`: the rule
+/// `parse` checks and the OpenAPI schema that states it.
 macro_rules! text_newtype {
     ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $multiline:expr) => {
         $(#[$doc])*
@@ -17,6 +23,8 @@ macro_rules! text_newtype {
                 &self.0
             }
         }
+
+        schema_of_string!($name, $min, $max, Some(text_pattern($min, $multiline, "")));
     };
 }
 
@@ -41,10 +49,13 @@ text_newtype!(
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Tag(String);
 
+const TAG_MAX: usize = 40;
+schema_of_string!(Tag, 1, TAG_MAX, Some(text_pattern(1, false, ",")));
+
 impl Tag {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        check_text(s, 1, 40, false).map_err(|m| format!("tag {m}"))?;
+        check_text(s, 1, TAG_MAX, false).map_err(|m| format!("tag {m}"))?;
         if s.contains(',') {
             return Err("tag must not contain ','".into());
         }
@@ -59,11 +70,24 @@ impl Tag {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TagList(Vec<Tag>);
 
+const TAGS_MAX: usize = 20;
+
+impl PartialSchema for TagList {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(Tag::schema())
+            .max_items(Some(TAGS_MAX))
+            .into()
+    }
+}
+
+impl ToSchema for TagList {}
+
 impl TagList {
     pub fn parse(tags: &[String]) -> Result<Self, String> {
         // Counted as sent, so the limit does not depend on which tags turn out to be duplicates.
-        if tags.len() > 20 {
-            return Err("may hold at most 20 tags".into());
+        if tags.len() > TAGS_MAX {
+            return Err(format!("may hold at most {TAGS_MAX} tags"));
         }
         let mut parsed = tags
             .iter()
@@ -79,6 +103,24 @@ impl TagList {
     pub fn to_vec(&self) -> Vec<String> {
         self.iter().map(str::to_owned).collect()
     }
+}
+
+/// A new article, every field valid.
+#[derive(Debug)]
+pub struct NewArticle {
+    pub title: Title,
+    pub description: Description,
+    pub body: ArticleBody,
+    pub tags: TagList,
+}
+
+/// Changes to an article, every field sent valid; `None` leaves a field as it is.
+#[derive(Debug)]
+pub struct ArticleUpdate {
+    pub title: Option<Title>,
+    pub description: Option<Description>,
+    pub body: Option<ArticleBody>,
+    pub tags: Option<TagList>,
 }
 
 /// Slugs a route of its own shadows: `GET /api/articles/feed` is the feed, never an article.

@@ -1,15 +1,24 @@
-//! User fields: username, email, password, bio and image.
+//! User fields (username, email, password, bio and image) and the validated registration,
+//! login and update a request makes. Each field's OpenAPI schema sits next to its `parse`.
 
-use super::text::check_text;
+use super::text::{check_text, schema_of_string, text_pattern};
 
 /// A username: 1 to 40 letters, digits, `_`, `-` or `.`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
+const USERNAME_MAX: usize = 40;
+schema_of_string!(
+    Username,
+    1,
+    USERNAME_MAX,
+    Some(r"^[A-Za-z0-9_.-]+$".to_owned())
+);
+
 impl Username {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        check_text(s, 1, 40, false)?;
+        check_text(s, 1, USERNAME_MAX, false)?;
         if !s
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
@@ -27,10 +36,24 @@ impl Username {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
+const EMAIL_MIN: usize = 3;
+const EMAIL_MAX: usize = 254;
+// One `@` with something on each side, no whitespace or control characters, and a domain that
+// neither starts nor ends with a dot.
+schema_of_string!(
+    Email,
+    EMAIL_MIN,
+    EMAIL_MAX,
+    Some(
+        r"^[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s.\x00-\x1F\x7F-\x9F]([^@\s\x00-\x1F\x7F-\x9F]*[^@\s.\x00-\x1F\x7F-\x9F])?$"
+            .to_owned()
+    )
+);
+
 impl Email {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        check_text(s, 3, 254, false)?;
+        check_text(s, EMAIL_MIN, EMAIL_MAX, false)?;
         let invalid = || "is invalid".to_owned();
         let (local, domain) = s.rsplit_once('@').ok_or_else(invalid)?;
         if local.is_empty()
@@ -59,14 +82,27 @@ impl std::fmt::Debug for Password {
     }
 }
 
+const PASSWORD_MIN: usize = 8;
+const PASSWORD_MAX: usize = 128;
+schema_of_string!(
+    Password,
+    PASSWORD_MIN,
+    PASSWORD_MAX,
+    Some(r"^[^\x00]*$".to_owned())
+);
+
 impl Password {
     pub fn parse(s: &str) -> Result<Self, String> {
         let len = s.chars().count();
-        if len < 8 {
-            return Err("is too short (minimum is 8 characters)".into());
+        if len < PASSWORD_MIN {
+            return Err(format!(
+                "is too short (minimum is {PASSWORD_MIN} characters)"
+            ));
         }
-        if len > 128 {
-            return Err("is too long (maximum is 128 characters)".into());
+        if len > PASSWORD_MAX {
+            return Err(format!(
+                "is too long (maximum is {PASSWORD_MAX} characters)"
+            ));
         }
         if s.contains('\0') {
             return Err("must not contain control characters".into());
@@ -78,13 +114,46 @@ impl Password {
     }
 }
 
+/// A password as typed at login: not empty, at most 1024 bytes. The rules for new passwords are
+/// not applied, so an account made under older rules can still log in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginPassword(String);
+
+impl std::fmt::Debug for LoginPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginPassword(..)")
+    }
+}
+
+const LOGIN_PASSWORD_MAX_BYTES: usize = 1024;
+// Documented in characters: 256 characters always fit in 1024 bytes of UTF-8.
+schema_of_string!(LoginPassword, 1, LOGIN_PASSWORD_MAX_BYTES / 4, None);
+
+impl LoginPassword {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            Err("can't be blank".to_owned())
+        } else if s.len() > LOGIN_PASSWORD_MAX_BYTES {
+            Err("is too long".to_owned())
+        } else {
+            Ok(Self(s.to_owned()))
+        }
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 /// A biography, up to 1000 characters; may be empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bio(String);
 
+const BIO_MAX: usize = 1000;
+schema_of_string!(Bio, 0, BIO_MAX, Some(text_pattern(0, true, "")));
+
 impl Bio {
     pub fn parse(s: &str) -> Result<Self, String> {
-        check_text(s, 0, 1000, true)?;
+        check_text(s, 0, BIO_MAX, true)?;
         Ok(Self(s.to_owned()))
     }
     pub fn as_str(&self) -> &str {
@@ -96,10 +165,18 @@ impl Bio {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageUrl(String);
 
+const IMAGE_URL_MAX: usize = 2048;
+schema_of_string!(
+    ImageUrl,
+    0,
+    IMAGE_URL_MAX,
+    Some(r"^(https?://[^\s\x00-\x1F\x7F-\x9F]*)?$".to_owned())
+);
+
 impl ImageUrl {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        check_text(s, 0, 2048, false)?;
+        check_text(s, 0, IMAGE_URL_MAX, false)?;
         let web_url = s.starts_with("http://") || s.starts_with("https://");
         if !(s.is_empty() || web_url) || s.chars().any(char::is_whitespace) {
             return Err("must be an http or https URL".into());
@@ -109,6 +186,32 @@ impl ImageUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A registration, every field valid.
+#[derive(Debug)]
+pub struct Registration {
+    pub username: Username,
+    pub email: Email,
+    pub password: Password,
+}
+
+/// Login credentials in a valid shape (whether they match is for the store and the hash).
+#[derive(Debug)]
+pub struct Credentials {
+    pub email: Email,
+    pub password: LoginPassword,
+}
+
+/// Changes to a user, every field sent valid; `None` leaves a field as it is, and an empty bio
+/// or image clears it.
+#[derive(Debug)]
+pub struct UserUpdate {
+    pub username: Option<Username>,
+    pub email: Option<Email>,
+    pub password: Option<Password>,
+    pub bio: Option<Bio>,
+    pub image: Option<ImageUrl>,
 }
 
 #[cfg(test)]

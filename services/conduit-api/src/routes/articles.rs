@@ -7,11 +7,14 @@ use utoipa::{IntoParams, ToSchema};
 use super::profiles::Profile;
 use super::timestamp;
 use crate::auth::{AuthUser, MaybeAuthUser};
-use crate::domain::{slugify, ArticleBody, Description, TagList, Title, Validation};
+use crate::domain::{
+    at_least_one, check, optional, required, slugify, AllValid, ArticleBody, ArticleUpdate,
+    Description, NewArticle, TagList, Title, Validation, ValidationErrors,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::Idem;
 use crate::startup::AppState;
-use crate::store::{ArticleChanges, ArticleFilter, ArticleView, NewArticle};
+use crate::store::{self, ArticleChanges, ArticleFilter, ArticleView};
 
 /// Page size when `limit` is not given.
 const DEFAULT_LIMIT: u64 = 20;
@@ -26,22 +29,46 @@ pub(crate) struct NewArticleRequest {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewArticleFields {
     /// One line, not blank.
-    #[schema(value_type = String, required = true, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*[^\s\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF][^\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$")]
+    #[schema(value_type = Title, required = true)]
     title: Option<String>,
     /// Not blank.
-    #[schema(value_type = String, required = true, max_length = 1000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = Description, required = true)]
     description: Option<String>,
     /// Not blank.
-    #[schema(value_type = String, required = true, max_length = 60000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = ArticleBody, required = true)]
     body: Option<String>,
     /// Each tag one line of 1 to 40 characters without commas; duplicates are dropped.
     #[serde(rename = "tagList")]
-    #[schema(
-        max_items = 20,
-        max_length = 40,
-        pattern = r"^[^,\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*[^,\s\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF][^,\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$"
-    )]
+    #[schema(value_type = Option<TagList>)]
     tag_list: Option<Vec<String>>,
+}
+
+impl TryFrom<NewArticleFields> for NewArticle {
+    type Error = ValidationErrors;
+
+    fn try_from(new: NewArticleFields) -> Result<Self, Self::Error> {
+        let tags = new
+            .tag_list
+            .as_deref()
+            .map_or(Ok(TagList::default()), TagList::parse);
+        let (title, description, body, tags) = (
+            required("title", new.title.as_deref(), Title::parse),
+            required(
+                "description",
+                new.description.as_deref(),
+                Description::parse,
+            ),
+            required("body", new.body.as_deref(), ArticleBody::parse),
+            check("tagList", tags),
+        )
+            .all_valid()?;
+        Ok(Self {
+            title,
+            description,
+            body,
+            tags,
+        })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -53,31 +80,48 @@ pub(crate) struct UpdateArticleRequest {
 /// `null` counts as not sent.
 pub(crate) struct UpdateArticleFields {
     /// One line, not blank; a new title gives a new slug.
-    #[schema(
-        max_length = 200,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*[^\s\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF][^\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$"
-    )]
+    #[schema(value_type = Option<Title>)]
     title: Option<String>,
     /// Not blank.
-    #[schema(
-        max_length = 1000,
-        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
-    )]
+    #[schema(value_type = Option<Description>)]
     description: Option<String>,
     /// Not blank.
-    #[schema(
-        max_length = 60000,
-        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
-    )]
+    #[schema(value_type = Option<ArticleBody>)]
     body: Option<String>,
     /// Replaces the tags; each one line of 1 to 40 characters without commas.
     #[serde(rename = "tagList")]
-    #[schema(
-        max_items = 20,
-        max_length = 40,
-        pattern = r"^[^,\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*[^,\s\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF][^,\x00-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$"
-    )]
+    #[schema(value_type = Option<TagList>)]
     tag_list: Option<Vec<String>>,
+}
+
+impl TryFrom<UpdateArticleFields> for ArticleUpdate {
+    type Error = ValidationErrors;
+
+    fn try_from(update: UpdateArticleFields) -> Result<Self, Self::Error> {
+        let any_field = update.title.is_some()
+            || update.description.is_some()
+            || update.body.is_some()
+            || update.tag_list.is_some();
+        let tags = update.tag_list.as_deref().map(TagList::parse).transpose();
+        let (title, description, body, tags, ()) = (
+            optional("title", update.title.as_deref(), Title::parse),
+            optional(
+                "description",
+                update.description.as_deref(),
+                Description::parse,
+            ),
+            optional("body", update.body.as_deref(), ArticleBody::parse),
+            check("tagList", tags),
+            at_least_one("article", any_field),
+        )
+            .all_valid()?;
+        Ok(Self {
+            title,
+            description,
+            body,
+            tags,
+        })
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -258,34 +302,15 @@ pub(crate) async fn create_article(
     idem: Idem,
     body: web::Json<NewArticleRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let new = body.into_inner().article;
-    let mut v = Validation::new();
-    let title = v.required("title", new.title.as_deref(), Title::parse);
-    let description = v.required(
-        "description",
-        new.description.as_deref(),
-        Description::parse,
-    );
-    let body = v.required("body", new.body.as_deref(), ArticleBody::parse);
-    let tags = match &new.tag_list {
-        Some(list) => v.check("tagList", TagList::parse(list)),
-        None => Some(TagList::default()),
-    };
-    v.finish()?;
-    let (Some(title), Some(description), Some(body), Some(tags)) = (title, description, body, tags)
-    else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validation passed without values"
-        )));
-    };
+    let new = NewArticle::try_from(body.into_inner().article)?;
 
-    let slug_base = slugify(title.as_str());
-    let tags = tags.to_vec();
-    let new = NewArticle {
+    let slug_base = slugify(new.title.as_str());
+    let tags = new.tags.to_vec();
+    let new = store::NewArticle {
         slug_base: &slug_base,
-        title: title.as_str(),
-        description: description.as_str(),
-        body: body.as_str(),
+        title: new.title.as_str(),
+        description: new.description.as_str(),
+        body: new.body.as_str(),
         tags: &tags,
     };
     let id = state
@@ -310,34 +335,14 @@ pub(crate) async fn update_article(
     slug: web::Path<String>,
     body: web::Json<UpdateArticleRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let update = body.into_inner().article;
-    let mut v = Validation::new();
-    let title = v.optional("title", update.title.as_deref(), Title::parse);
-    let description = v.optional(
-        "description",
-        update.description.as_deref(),
-        Description::parse,
-    );
-    let body = v.optional("body", update.body.as_deref(), ArticleBody::parse);
-    let tags = match &update.tag_list {
-        Some(list) => v.check("tagList", TagList::parse(list)),
-        None => None,
-    };
-    if update.title.is_none()
-        && update.description.is_none()
-        && update.body.is_none()
-        && update.tag_list.is_none()
-    {
-        v.fail("article", "at least one field is required");
-    }
-    v.finish()?;
+    let update = ArticleUpdate::try_from(body.into_inner().article)?;
 
     let changes = ArticleChanges {
-        slug_base: title.as_ref().map(|t| slugify(t.as_str())),
-        title: title.map(|t| t.as_str().to_owned()),
-        description: description.map(|d| d.as_str().to_owned()),
-        body: body.map(|b| b.as_str().to_owned()),
-        tags: tags.map(|t| t.to_vec()),
+        slug_base: update.title.as_ref().map(|t| slugify(t.as_str())),
+        title: update.title.map(|t| t.as_str().to_owned()),
+        description: update.description.map(|d| d.as_str().to_owned()),
+        body: update.body.map(|b| b.as_str().to_owned()),
+        tags: update.tags.map(|t| t.to_vec()),
     };
     let id = state
         .store

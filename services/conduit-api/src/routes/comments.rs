@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::profiles::Profile;
 use super::timestamp;
 use crate::auth::{AuthUser, MaybeAuthUser};
-use crate::domain::{CommentBody, Validation};
+use crate::domain::{required, CommentBody, ValidationErrors};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::Idem;
 use crate::startup::AppState;
@@ -21,8 +21,16 @@ pub(crate) struct NewCommentRequest {
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewComment {
     /// Not blank.
-    #[schema(value_type = String, required = true, max_length = 10000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = CommentBody, required = true)]
     body: Option<String>,
+}
+
+impl TryFrom<NewComment> for CommentBody {
+    type Error = ValidationErrors;
+
+    fn try_from(new: NewComment) -> Result<Self, Self::Error> {
+        Ok(required("body", new.body.as_deref(), CommentBody::parse)?)
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -90,14 +98,7 @@ pub(crate) async fn add_comment(
     slug: web::Path<String>,
     body: web::Json<NewCommentRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut v = Validation::new();
-    let text = v.required("body", body.comment.body.as_deref(), CommentBody::parse);
-    v.finish()?;
-    let Some(text) = text else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validation passed without values"
-        )));
-    };
+    let text = CommentBody::try_from(body.into_inner().comment)?;
     let id = state
         .store
         .add_comment(idem.lease(), &user.id, &slug, text.as_str())

@@ -6,7 +6,10 @@ use utoipa::ToSchema;
 
 use super::non_empty;
 use crate::auth::AuthUser;
-use crate::domain::{Bio, Email, ImageUrl, Password, Username, Validation};
+use crate::domain::{
+    at_least_one, optional, required, AllValid, Bio, Credentials, Email, ImageUrl, LoginPassword,
+    Password, Registration, UserUpdate, Username, ValidationErrors,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::Idem;
 use crate::startup::AppState;
@@ -19,12 +22,30 @@ pub(crate) struct RegisterRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct NewUser {
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 40, pattern = r"^[A-Za-z0-9_.-]+$")]
+    #[schema(value_type = Username, required = true)]
     username: Option<String>,
-    #[schema(value_type = String, required = true, max_length = 254, pattern = r"^[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s.\x00-\x1F\x7F-\x9F]([^@\s\x00-\x1F\x7F-\x9F]*[^@\s.\x00-\x1F\x7F-\x9F])?$")]
+    #[schema(value_type = Email, required = true)]
     email: Option<String>,
-    #[schema(value_type = String, required = true, min_length = 8, max_length = 128, pattern = r"^[^\x00]*$")]
+    #[schema(value_type = Password, required = true)]
     password: Option<String>,
+}
+
+impl TryFrom<NewUser> for Registration {
+    type Error = ValidationErrors;
+
+    fn try_from(new: NewUser) -> Result<Self, Self::Error> {
+        let (username, email, password) = (
+            required("username", new.username.as_deref(), Username::parse),
+            required("email", new.email.as_deref(), Email::parse),
+            required("password", new.password.as_deref(), Password::parse),
+        )
+            .all_valid()?;
+        Ok(Self {
+            username,
+            email,
+            password,
+        })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -34,11 +55,26 @@ pub(crate) struct LoginRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct LoginUser {
-    #[schema(value_type = String, required = true, max_length = 254, pattern = r"^[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s.\x00-\x1F\x7F-\x9F]([^@\s\x00-\x1F\x7F-\x9F]*[^@\s.\x00-\x1F\x7F-\x9F])?$")]
+    #[schema(value_type = Email, required = true)]
     email: Option<String>,
     /// At most 1024 bytes.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256)]
+    #[schema(value_type = LoginPassword, required = true)]
     password: Option<String>,
+}
+
+impl TryFrom<LoginUser> for Credentials {
+    type Error = ValidationErrors;
+
+    fn try_from(creds: LoginUser) -> Result<Self, Self::Error> {
+        // A malformed email is "invalid" whatever is wrong with it: it cannot name an account.
+        let email = |s: &str| Email::parse(s).map_err(|_| "is invalid".to_owned());
+        let (email, password) = (
+            required("email", creds.email.as_deref(), email),
+            required("password", creds.password.as_deref(), LoginPassword::parse),
+        )
+            .all_valid()?;
+        Ok(Self { email, password })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -49,23 +85,51 @@ pub(crate) struct UpdateUserRequest {
 #[derive(Deserialize, ToSchema)]
 /// `null` counts as not sent, except for `bio` and `image`.
 pub(crate) struct UpdateUser {
-    #[schema(min_length = 1, max_length = 40, pattern = r"^[A-Za-z0-9_.-]+$")]
+    #[schema(value_type = Option<Username>)]
     username: Option<String>,
-    #[schema(
-        max_length = 254,
-        pattern = r"^[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s.\x00-\x1F\x7F-\x9F]([^@\s\x00-\x1F\x7F-\x9F]*[^@\s.\x00-\x1F\x7F-\x9F])?$"
-    )]
+    #[schema(value_type = Option<Email>)]
     email: Option<String>,
-    #[schema(min_length = 8, max_length = 128, pattern = r"^[^\x00]*$")]
+    #[schema(value_type = Option<Password>)]
     password: Option<String>,
     /// `null` clears the bio.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, max_length = 1000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
+    #[schema(value_type = Option<Bio>)]
     bio: Option<Option<String>>,
     /// `null` clears the image.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, max_length = 2048, pattern = r"^(https?://[^\s\x00-\x1F\x7F-\x9F]*)?$")]
+    #[schema(value_type = Option<ImageUrl>)]
     image: Option<Option<String>>,
+}
+
+impl TryFrom<UpdateUser> for UserUpdate {
+    type Error = ValidationErrors;
+
+    fn try_from(update: UpdateUser) -> Result<Self, Self::Error> {
+        let any_field = update.username.is_some()
+            || update.email.is_some()
+            || update.password.is_some()
+            || update.bio.is_some()
+            || update.image.is_some();
+        // `null` clears: it is checked as the empty string.
+        let bio = update.bio.as_ref().map(|b| b.as_deref().unwrap_or(""));
+        let image = update.image.as_ref().map(|i| i.as_deref().unwrap_or(""));
+        let (username, email, password, bio, image, ()) = (
+            optional("username", update.username.as_deref(), Username::parse),
+            optional("email", update.email.as_deref(), Email::parse),
+            optional("password", update.password.as_deref(), Password::parse),
+            optional("bio", bio, Bio::parse),
+            optional("image", image, ImageUrl::parse),
+            at_least_one("user", any_field),
+        )
+            .all_valid()?;
+        Ok(Self {
+            username,
+            email,
+            password,
+            bio,
+            image,
+        })
+    }
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from a field not sent (`None`).
@@ -121,22 +185,17 @@ pub(crate) async fn register(
     idem: Idem,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let new = body.into_inner().user;
-    let mut v = Validation::new();
-    let username = v.required("username", new.username.as_deref(), Username::parse);
-    let email = v.required("email", new.email.as_deref(), Email::parse);
-    let password = v.required("password", new.password.as_deref(), Password::parse);
-    v.finish()?;
-    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validation passed without values"
-        )));
-    };
+    let new = Registration::try_from(body.into_inner().user)?;
 
-    let hash = state.passwords.hash(password.into_inner()).await?;
+    let hash = state.passwords.hash(new.password.into_inner()).await?;
     let id = state
         .store
-        .create_user(idem.lease(), username.as_str(), email.as_str(), &hash)
+        .create_user(
+            idem.lease(),
+            new.username.as_str(),
+            new.email.as_str(),
+            &hash,
+        )
         .await?;
     let user = state
         .store
@@ -156,26 +215,7 @@ pub(crate) async fn login(
     req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let creds = body.into_inner().user;
-    let mut v = Validation::new();
-    let email = v.required("email", creds.email.as_deref(), |s| {
-        Email::parse(s).map_err(|_| "is invalid".to_owned())
-    });
-    let password = v.required("password", creds.password.as_deref(), |s| {
-        if s.is_empty() {
-            Err("can't be blank".to_owned())
-        } else if s.len() > 1024 {
-            Err("is too long".to_owned())
-        } else {
-            Ok(s.to_owned())
-        }
-    });
-    v.finish()?;
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validation passed without values"
-        )));
-    };
+    let Credentials { email, password } = Credentials::try_from(body.into_inner().user)?;
 
     let address = client_address(&req, state.config.trust_forwarded);
     let (by_account, by_address, retry_after) =
@@ -192,7 +232,7 @@ pub(crate) async fn login(
         Some(user) => user.password_hash.clone(),
         None => state.passwords.dummy_hash().await?.to_owned(),
     };
-    let matches = state.passwords.verify(password, phc).await?;
+    let matches = state.passwords.verify(password.into_inner(), phc).await?;
     match user {
         Some(user) if matches => {
             state.store.clear_login_failures(email.as_str()).await?;
@@ -255,41 +295,18 @@ pub(crate) async fn update_current_user(
     idem: Idem,
     body: web::Json<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let update = body.into_inner().user;
-    let any_field = update.username.is_some()
-        || update.email.is_some()
-        || update.password.is_some()
-        || update.bio.is_some()
-        || update.image.is_some();
-    let mut v = Validation::new();
-    let username = v.optional("username", update.username.as_deref(), Username::parse);
-    let email = v.optional("email", update.email.as_deref(), Email::parse);
-    let password = v.optional("password", update.password.as_deref(), Password::parse);
-    let bio = v.optional(
-        "bio",
-        update.bio.as_ref().map(|b| b.as_deref().unwrap_or("")),
-        Bio::parse,
-    );
-    let image = v.optional(
-        "image",
-        update.image.as_ref().map(|i| i.as_deref().unwrap_or("")),
-        ImageUrl::parse,
-    );
-    if !any_field {
-        v.fail("user", "at least one field is required");
-    }
-    v.finish()?;
+    let update = UserUpdate::try_from(body.into_inner().user)?;
 
-    let password_hash = match password {
+    let password_hash = match update.password {
         Some(p) => Some(state.passwords.hash(p.into_inner()).await?),
         None => None,
     };
     let changes = UserChanges {
-        username: username.map(|u| u.as_str().to_owned()),
-        email: email.map(|e| e.as_str().to_owned()),
+        username: update.username.map(|u| u.as_str().to_owned()),
+        email: update.email.map(|e| e.as_str().to_owned()),
         password_hash,
-        bio: bio.map(|b| b.as_str().to_owned()),
-        image: image.map(|i| i.as_str().to_owned()),
+        bio: update.bio.map(|b| b.as_str().to_owned()),
+        image: update.image.map(|i| i.as_str().to_owned()),
     };
     state
         .store
