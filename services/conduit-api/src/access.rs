@@ -12,7 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use opentelemetry::context::FutureExt as _;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry::spans::{self, ServerRequest};
 
 const X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::authenticate_request;
 use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{Begin, IdempotencyLease};
 
 /// Longest accepted `Idempotency-Key`.

@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`config`]: flags and environment variables (`conduit-api --help`).
 //! - [`startup`]: builds the actix application, binds the listener, runs and drains it.
+//! - [`state`]: `AppState`, the handles and settings every handler shares.
+//! - [`client`]: the caller's address, from the peer or a trusted proxy's `X-Forwarded-For`.
 //! - [`access`]: what every request gets: a server span, `X-Served-By`, one log line.
 //! - [`cors`]: which browser origins may call the API (`CONDUIT_CORS_ORIGINS`), preflights.
 //! - [`telemetry`]: logs filtered by `RUST_LOG`; spans, made with the OpenTelemetry API, over OTLP.
@@ -18,6 +20,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod cors;
 pub mod domain;
@@ -25,8 +28,10 @@ pub mod error;
 pub mod idempotency;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
 pub use config::{Cli, Command, Config};
-pub use startup::{AppState, Application};
+pub use startup::Application;
+pub use state::AppState;

@@ -20,18 +20,8 @@ use crate::cors::{self, CorsPolicy};
 use crate::error::{error_response, ApiError, FieldErrors};
 use crate::idempotency::idempotency;
 use crate::routes::{self, Draining};
+use crate::state::AppState;
 use crate::store::Store;
-
-/// Everything a handler may use. It holds handles and configuration, never client data. Each
-/// worker has its own, with its own Redis connection; the rest is shared or copied.
-pub struct AppState {
-    pub config: Config,
-    pub store: Store,
-    pub keys: Arc<KeyRing>,
-    pub passwords: Arc<Passwords>,
-    pub replica_id: String,
-    pub draining: Draining,
-}
 
 /// A bound, ready-to-run replica.
 pub struct Application {
@@ -88,7 +78,7 @@ impl Application {
             let state = web::Data::new(AppState {
                 config: config.clone(),
                 store: store.own_connection(),
-                keys: keys.clone(),
+                key_ring: keys.clone(),
                 passwords: passwords.clone(),
                 replica_id: replica.clone(),
                 draining: shared.clone(),

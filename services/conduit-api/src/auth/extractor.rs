@@ -9,7 +9,7 @@ use std::future::{ready, Ready};
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage as _, HttpRequest};
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry::spans;
 
 /// The authenticated caller.
@@ -84,7 +84,7 @@ fn check_token(req: &HttpRequest) -> Result<Caller, ApiError> {
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
     let token = token.trim();
-    Ok(match state.keys.verify_with_kid(token) {
+    Ok(match state.key_ring.verify_with_kid(token) {
         Ok((claims, kid)) => {
             spans::record_token_check(Some(kid), None);
             log::debug!("token accepted kid={kid}");

@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::Idem;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{self, ArticleChanges, ArticleFilter, ArticleView};
 
 /// Page size when `limit` is not given.

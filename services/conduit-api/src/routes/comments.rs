@@ -10,7 +10,7 @@ use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::domain::{required, CommentBody, ValidationErrors};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::Idem;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::CommentView;
 
 #[derive(Deserialize, ToSchema)]

@@ -10,7 +10,7 @@ use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Set once SIGTERM arrives; readiness turns 503 while the replica keeps serving.
 #[derive(Debug, Clone, Default)]

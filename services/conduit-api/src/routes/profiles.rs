@@ -8,7 +8,7 @@ use super::non_empty;
 use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::Idem;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::ProfileView;
 
 #[derive(Serialize, ToSchema)]

@@ -6,13 +6,14 @@ use utoipa::ToSchema;
 
 use super::non_empty;
 use crate::auth::AuthUser;
+use crate::client::client_address;
 use crate::domain::{
     at_least_one, optional, required, AllValid, Bio, Credentials, Email, ImageUrl, LoginPassword,
     Password, Registration, UserUpdate, Username, ValidationErrors,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::Idem;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{UserChanges, UserRecord};
 
 #[derive(Deserialize, ToSchema)]
@@ -172,7 +173,7 @@ fn user_response(user: UserRecord, token: String) -> UserResponse {
 
 /// The user with a newly signed token, after registration or login.
 fn with_new_token(state: &AppState, user: UserRecord) -> Result<UserResponse, ApiError> {
-    let token = state.keys.issue(&user.id)?;
+    let token = state.key_ring.issue(&user.id)?;
     Ok(user_response(user, token))
 }
 
@@ -246,26 +247,6 @@ pub(crate) async fn login(
             Err(ApiError::InvalidCredentials)
         }
     }
-}
-
-/// The client's address: the peer, or behind a trusted proxy the last `X-Forwarded-For` entry
-/// (the one the proxy itself appended).
-fn client_address(req: &HttpRequest, trust_forwarded: bool) -> String {
-    if trust_forwarded {
-        if let Some(last) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 64)
-        {
-            return last.to_owned();
-        }
-    }
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The current user, with the token the request was made with: reading yourself signs nothing.
