@@ -205,7 +205,8 @@ all_valid_for_tuples!(a: A, b: B, c: C, d: D);
 all_valid_for_tuples!(a: A, b: B, c: C, d: D, e: E);
 all_valid_for_tuples!(a: A, b: B, c: C, d: D, e: E, f: F);
 
-/// Collects field errors one by one, for inputs checked in steps (query parameters).
+/// Collects field errors one by one, for inputs read in steps (query parameters); a request
+/// body converts with `AllValid` instead.
 #[derive(Debug, Default)]
 pub struct Validation {
     errors: ValidationErrors,
@@ -216,16 +217,6 @@ impl Validation {
         Self::default()
     }
 
-    /// Parses a required field, recording its error under `field`.
-    pub fn required<T>(
-        &mut self,
-        field: &'static str,
-        value: Option<&str>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        self.record(required(field, value, parse))
-    }
-
     /// Parses an optional field, recording its error under `field`.
     pub fn optional<T>(
         &mut self,
@@ -233,18 +224,13 @@ impl Validation {
         value: Option<&str>,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        self.record(optional(field, value, parse)).flatten()
-    }
-
-    /// Records the error of an already computed parse under `field`.
-    pub fn check<T>(&mut self, field: &'static str, result: Result<T, String>) -> Option<T> {
-        self.record(check(field, result))
-    }
-
-    fn record<T>(&mut self, checked: Checked<T>) -> Option<T> {
-        checked
-            .map_err(|e| self.errors.push(e.field, e.message))
-            .ok()
+        match optional(field, value, parse) {
+            Ok(value) => value,
+            Err(e) => {
+                self.errors.push(e.field, e.message);
+                None
+            }
+        }
     }
 
     /// `Ok` when nothing failed, else every message.
