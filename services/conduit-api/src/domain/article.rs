@@ -153,7 +153,22 @@ pub fn slugify(title: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::text::stated_max_length;
     use super::*;
+
+    #[test]
+    fn schemas_state_the_lengths_parse_checks() {
+        fn at_limit<T: PartialSchema>(parse: fn(&str) -> Result<T, String>) {
+            let max = stated_max_length::<T>();
+            assert!(parse(&"x".repeat(max)).is_ok(), "{max}");
+            assert!(parse(&"x".repeat(max + 1)).is_err(), "{max}");
+        }
+        at_limit(Title::parse);
+        at_limit(Description::parse);
+        at_limit(ArticleBody::parse);
+        at_limit(CommentBody::parse);
+        at_limit(Tag::parse);
+    }
 
     #[test]
     fn slugs_are_lowercase_dashed_and_never_empty() {

@@ -243,6 +243,15 @@ impl Validation {
     }
 }
 
+/// The `maxLength` a string newtype's schema states, for tests comparing it with `parse`.
+#[cfg(test)]
+pub(crate) fn stated_max_length<T: utoipa::PartialSchema>() -> usize {
+    match T::schema() {
+        RefOr::T(Schema::Object(object)) => object.max_length.unwrap_or(usize::MAX),
+        _ => panic!("not a string schema"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,7 +216,25 @@ pub struct UserUpdate {
 
 #[cfg(test)]
 mod tests {
+    use super::super::text::stated_max_length;
     use super::*;
+
+    #[test]
+    fn schemas_state_the_lengths_parse_checks() {
+        fn at_limit<T: utoipa::PartialSchema>(parse: fn(&str) -> Result<T, String>) {
+            let max = stated_max_length::<T>();
+            assert!(parse(&"x".repeat(max)).is_ok(), "{max}");
+            assert!(parse(&"x".repeat(max + 1)).is_err(), "{max}");
+        }
+        at_limit(Username::parse);
+        at_limit(Password::parse);
+        at_limit(Bio::parse);
+        // An email and an image URL need their shape around the characters counted.
+        let email = |s: &str| Email::parse(&format!("{}@x.io", &s[5.min(s.len())..]));
+        at_limit(email);
+        let image = |s: &str| ImageUrl::parse(&format!("http://{}", &s[7.min(s.len())..]));
+        at_limit(image);
+    }
 
     #[test]
     fn usernames_accept_the_usual_characters_and_refuse_key_syntax() {
