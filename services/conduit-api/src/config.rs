@@ -198,6 +198,16 @@ pub struct Config {
     )]
     pub login_window: u64,
 
+    /// Followers whose feeds a new or deleted article reaches within the request; the feeds of
+    /// any further followers are filled by the fan-out workers of every replica, in batches.
+    #[arg(
+        long,
+        env = "CONDUIT_FANOUT_INLINE",
+        default_value_t = 100,
+        global = true
+    )]
+    pub fanout_inline: u64,
+
     /// Take the client address from the last `X-Forwarded-For` entry (set behind a proxy).
     #[arg(
         long,

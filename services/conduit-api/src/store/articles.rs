@@ -237,7 +237,8 @@ impl Store {
         Ok(id)
     }
 
-    /// The idempotent tail of creating article `id`: tags, global index, followers' feeds.
+    /// The idempotent tail of creating article `id`: tags, global index, followers' feeds (the
+    /// first batch now, the rest by the fan-out workers: `fanout.rs`).
     async fn index_article(&self, author: &str, id: &str, tags: &[String]) -> StoreResult<()> {
         self.retag(id, tags, true).await?;
         let mut pipe = redis::pipe();
@@ -247,8 +248,8 @@ impl Store {
             .arg(id)
             .ignore();
         let () = self.query("ZADD", &pipe).await?;
-        let followers = self.members(&self.keys.followers(author)).await?;
-        self.fan_out(&followers, Keys::feed, id, true).await
+        self.fan_out_article(author, id, true, self.fanout_inline)
+            .await
     }
 
     /// The article at `slug` (id, author, slug, tags), or `NotFound`; with a lease, the id is
@@ -391,11 +392,10 @@ impl Store {
         pipe.cmd("ZREM")
             .arg(self.keys.authored(viewer))
             .arg(&id)
-            .ignore()
-            .cmd("SMEMBERS")
-            .arg(self.keys.followers(viewer));
-        let (followers,): (Vec<String>,) = self.query("ZREM SMEMBERS", &pipe).await?;
-        self.fan_out(&followers, Keys::feed, &id, false).await?;
+            .ignore();
+        let () = self.query("ZREM", &pipe).await?;
+        self.fan_out_article(viewer, &id, false, self.fanout_inline)
+            .await?;
         let fans = self.members(&self.keys.favorited_by(&id)).await?;
         self.fan_out(&fans, Keys::favorites, &id, false).await?;
         let keys = [

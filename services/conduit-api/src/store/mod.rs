@@ -10,6 +10,7 @@
 mod articles;
 mod comments;
 mod conn;
+mod fanout;
 mod idempotency;
 pub mod keys;
 mod scripts;
@@ -29,6 +30,7 @@ use crate::telemetry::{self, SpanGuard};
 pub use articles::{ArticleChanges, ArticleFilter, ArticleRecord, ArticleView, NewArticle};
 pub use comments::{CommentRecord, CommentView};
 pub use conn::RedisTarget;
+pub use fanout::{consumer_name, FEED_MAX};
 pub use idempotency::{Begin, IdempotencyLease};
 pub use keys::Keys;
 pub use users::{ProfileView, UserChanges, UserRecord};
@@ -114,6 +116,8 @@ pub struct Store {
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
     timeout: Duration,
+    /// Followers whose feeds a new article reaches within the request (`fanout.rs`).
+    fanout_inline: u64,
 }
 
 impl Store {
@@ -128,7 +132,17 @@ impl Store {
             keys: Keys::new(prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
             timeout,
+            fanout_inline: 100,
         })
+    }
+
+    /// The same store, filling the feeds of at most `followers` followers within a request
+    /// (the rest through the fan-out job stream).
+    pub fn with_inline_fanout(self, followers: u64) -> Self {
+        Self {
+            fanout_inline: followers,
+            ..self
+        }
     }
 
     /// The same store over a connection of its own, made on first use. Each worker calls this

@@ -394,6 +394,11 @@ impl Store {
                 for id in chunk {
                     pipe.arg(id).arg(id);
                 }
+                pipe.ignore()
+                    .cmd("ZREMRANGEBYRANK")
+                    .arg(&feed)
+                    .arg(0)
+                    .arg(-(super::fanout::FEED_MAX + 1));
             } else {
                 pipe.cmd("ZREM").arg(&feed).arg(chunk);
             }

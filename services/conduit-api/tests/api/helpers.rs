@@ -99,6 +99,7 @@ pub fn test_config(prefix: &str, replica: &str) -> Config {
         login_max_failures: 10,
         login_window: 300,
         trust_forwarded: false,
+        fanout_inline: 100,
     }
 }
 
