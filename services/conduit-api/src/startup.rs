@@ -57,7 +57,8 @@ impl Application {
             &config.redis_prefix,
             Duration::from_millis(config.redis_timeout_ms),
         )?
-        .with_inline_fanout(config.fanout_inline);
+        .with_inline_fanout(config.fanout_inline)
+        .with_min_replicas(config.min_replicas());
         let listener = TcpListener::bind(config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let port = listener.local_addr()?.port();
@@ -68,8 +69,9 @@ impl Application {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         log::info!(
-            "replica starting port={port} workers={workers} redis={} signing_kid={} ring={}",
+            "replica starting port={port} workers={workers} redis={} min_replicas={} signing_kid={} ring={}",
             target.mode(),
+            config.min_replicas(),
             keys.current_kid(),
             keys.fingerprint()
         );

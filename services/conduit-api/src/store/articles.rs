@@ -234,6 +234,7 @@ impl Store {
         )
         .await?;
         self.index_article(author, &id, new.tags).await?;
+        self.durable().await?;
         Ok(id)
     }
 
@@ -352,6 +353,7 @@ impl Store {
             self.retag(&id, new_tags, true).await?;
             self.retag(&id, &removed, false).await?;
         }
+        self.durable().await?;
         Ok(id)
     }
 
@@ -376,7 +378,7 @@ impl Store {
             // A retry of a delete that committed: finish the tail.
             self.release(&self.keys.slug_claim(slug), &id).await?;
             self.idem_commit(lease, "").await?;
-            return Ok(());
+            return self.durable().await;
         };
         if current.author_id != viewer {
             return Err(StoreError::Forbidden("article"));
@@ -414,7 +416,8 @@ impl Store {
         .await?;
         self.release(&self.keys.slug_claim(&current.slug), &id)
             .await?;
-        self.idem_commit(lease, "").await
+        self.idem_commit(lease, "").await?;
+        self.durable().await
     }
 
     /// Marks (or unmarks) the article at `slug` as a favorite of `viewer`.
@@ -450,6 +453,7 @@ impl Store {
             .arg(viewer)
             .ignore();
         let () = self.query("SADD", &pipe).await?;
+        self.durable().await?;
         Ok(id)
     }
 

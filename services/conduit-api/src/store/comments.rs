@@ -81,6 +81,7 @@ impl Store {
         )
         .await?;
         self.idem_commit(lease, &cid).await?;
+        self.durable().await?;
         Ok(cid)
     }
 
@@ -109,7 +110,8 @@ impl Store {
             &[id, viewer, if fresh { "0" } else { "1" }],
         )
         .await?;
-        self.idem_commit(lease, "").await
+        self.idem_commit(lease, "").await?;
+        self.durable().await
     }
 
     /// `limit` comments of the article at `slug` from `offset`, newest first, in three waves

@@ -162,6 +162,7 @@ impl Store {
             .arg(password_hash);
         let _: i64 = self.eval("put_user", &invocation).await?;
         self.idem_commit(lease, &id).await?;
+        self.durable().await?;
         Ok(id)
     }
 
@@ -247,7 +248,7 @@ impl Store {
         for claim in released {
             self.release(&claim, id).await?;
         }
-        Ok(())
+        self.durable().await
     }
 
     /// The profile of `username` as `viewer` sees it, in two round trips.
@@ -405,6 +406,7 @@ impl Store {
             pipe.ignore();
             let () = self.query(if on { "ZADD" } else { "ZREM" }, &pipe).await?;
         }
+        self.durable().await?;
         Ok(target)
     }
 
