@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use redis::Value;
 
+use super::fanout::Op;
 use super::keys::{Keys, ARTICLE_BUCKETS, TAG_BUCKETS};
 use super::{
     boolean, field, hash, int, IdempotencyLease, ProfileView, Store, StoreError, StoreResult,
@@ -158,42 +159,6 @@ impl Store {
         Ok(())
     }
 
-    /// Adds `id` to (or removes it from) one sorted set of each of `users`, at once.
-    async fn fan_out(
-        &self,
-        users: &[String],
-        set: impl Fn(&Keys, &str) -> String,
-        id: &str,
-        on: bool,
-    ) -> StoreResult<()> {
-        let pipes: Vec<redis::Pipeline> = users
-            .iter()
-            .map(|user| {
-                let mut pipe = redis::pipe();
-                if on {
-                    pipe.cmd("ZADD").arg(set(&self.keys, user)).arg(id).arg(id);
-                } else {
-                    pipe.cmd("ZREM").arg(set(&self.keys, user)).arg(id);
-                }
-                pipe.ignore();
-                pipe
-            })
-            .collect();
-        for batch in pipes.chunks(256) {
-            self.query_many(if on { "ZADD" } else { "ZREM" }, batch)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// The members of a set.
-    async fn members(&self, key: &str) -> StoreResult<Vec<String>> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SMEMBERS").arg(key);
-        let (members,): (Vec<String>,) = self.query("SMEMBERS", &pipe).await?;
-        Ok(members)
-    }
-
     /// Stores a new article with its indexes, tag counts and follower feeds.
     ///
     /// Steps: a new id (kept in the idempotency record, so a retry reuses it); the slug claim;
@@ -212,6 +177,7 @@ impl Store {
         let candidate = self.next_id("article").await?;
         let (id, _) = self.reserve(lease, &candidate).await?;
         let slug = self.claim_slug(new.slug_base, &id).await?;
+        self.step_done("slug_claim")?;
         let tags = new.tags.join(",");
         let mut invocation = self.scripts.put_article.prepare_invoke();
         invocation
@@ -224,6 +190,7 @@ impl Store {
             .arg(&tags)
             .arg(author);
         let _: i64 = self.eval("put_article", &invocation).await?;
+        self.step_done("put_article")?;
         let authored = self.keys.authored(author);
         self.commit(
             "create_article",
@@ -233,6 +200,7 @@ impl Store {
             &["zadd", &id, &id],
         )
         .await?;
+        self.step_done("author_list")?;
         self.index_article(author, &id, new.tags).await?;
         self.durable().await?;
         Ok(id)
@@ -249,7 +217,7 @@ impl Store {
             .arg(id)
             .ignore();
         let () = self.query("ZADD", &pipe).await?;
-        self.fan_out_article(author, id, true, self.fanout_inline)
+        self.fan_out_article(author, id, Op::FeedAdd, self.fanout_inline)
             .await
     }
 
@@ -376,6 +344,8 @@ impl Store {
                 return Err(StoreError::NotFound("article"));
             }
             // A retry of a delete that committed: finish the tail.
+            self.fan_out_article(viewer, &id, Op::Unfavorite, self.fanout_inline)
+                .await?;
             self.release(&self.keys.slug_claim(slug), &id).await?;
             self.idem_commit(lease, "").await?;
             return self.durable().await;
@@ -396,15 +366,15 @@ impl Store {
             .arg(&id)
             .ignore();
         let () = self.query("ZREM", &pipe).await?;
-        self.fan_out_article(viewer, &id, false, self.fanout_inline)
+        self.step_done("delete_from_author_list")?;
+        self.fan_out_article(viewer, &id, Op::FeedRemove, self.fanout_inline)
             .await?;
-        let fans = self.members(&self.keys.favorited_by(&id)).await?;
-        self.fan_out(&fans, Keys::favorites, &id, false).await?;
         let keys = [
             self.keys.article(&id),
             self.keys.favorited_by(&id),
             self.keys.comment_ids(&id),
             self.keys.comments(&id),
+            self.keys.fans_gone(&id),
         ];
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         self.step(
@@ -414,6 +384,8 @@ impl Store {
             &[viewer],
         )
         .await?;
+        self.fan_out_article(viewer, &id, Op::Unfavorite, self.fanout_inline)
+            .await?;
         self.release(&self.keys.slug_claim(&current.slug), &id)
             .await?;
         self.idem_commit(lease, "").await?;

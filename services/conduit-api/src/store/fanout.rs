@@ -23,11 +23,42 @@ const GROUP: &str = "fanout";
 /// A job not acknowledged for this long is taken over by another replica.
 pub const CLAIM_IDLE_MS: u64 = 30_000;
 
-/// One fan-out job: put `article` into (or take it out of) the feeds of `author`'s followers
-/// from SSCAN position `cursor` on.
+/// What a job does to each member of its source set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Put the article into the feeds of the author's followers.
+    FeedAdd,
+    /// Take the article out of the feeds of the author's followers.
+    FeedRemove,
+    /// Take a deleted article out of the favorites of the users who had favorited it (the set
+    /// the delete left behind, removed when the last batch is done).
+    Unfavorite,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Self::FeedAdd => "add",
+            Self::FeedRemove => "rem",
+            Self::Unfavorite => "unfav",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "add" => Some(Self::FeedAdd),
+            "rem" => Some(Self::FeedRemove),
+            "unfav" => Some(Self::Unfavorite),
+            _ => None,
+        }
+    }
+}
+
+/// One fan-out job: apply `op` for `article` to the members of its source set from SSCAN
+/// position `cursor` on (the followers of `author`, or the article's former fans).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Job {
-    add: bool,
+    op: Op,
     article: String,
     author: String,
     cursor: String,
@@ -40,11 +71,11 @@ impl Store {
         &self,
         author: &str,
         id: &str,
-        add: bool,
+        op: Op,
         inline: u64,
     ) -> StoreResult<()> {
         let job = Job {
-            add,
+            op,
             article: id.to_owned(),
             author: author.to_owned(),
             cursor: "0".to_owned(),
@@ -68,19 +99,30 @@ impl Store {
     /// # Returns
     /// The SSCAN cursor of the next batch (`"0"`: done).
     async fn fan_out_batch(&self, job: &Job, count: u64) -> StoreResult<String> {
+        let source = match job.op {
+            Op::FeedAdd | Op::FeedRemove => self.keys.followers(&job.author),
+            Op::Unfavorite => self.keys.fans_gone(&job.article),
+        };
         let mut pipe = redis::pipe();
         pipe.cmd("SSCAN")
-            .arg(self.keys.followers(&job.author))
+            .arg(&source)
             .arg(&job.cursor)
             .arg("COUNT")
             .arg(count.max(1));
-        let ((next, followers),): ((String, Vec<String>),) = self.query("SSCAN", &pipe).await?;
-        let pipes: Vec<redis::Pipeline> = followers
+        let ((next, members),): ((String, Vec<String>),) = self.query("SSCAN", &pipe).await?;
+        let pipes: Vec<redis::Pipeline> = members
             .iter()
-            .map(|follower| {
-                let feed = self.keys.feed(follower);
+            .map(|member| {
                 let mut pipe = redis::pipe();
-                if job.add {
+                if job.op == Op::Unfavorite {
+                    pipe.cmd("ZREM")
+                        .arg(self.keys.favorites(member))
+                        .arg(&job.article)
+                        .ignore();
+                    return pipe;
+                }
+                let feed = self.keys.feed(member);
+                if job.op == Op::FeedAdd {
                     pipe.cmd("ZADD")
                         .arg(&feed)
                         .arg(&job.article)
@@ -98,7 +140,7 @@ impl Store {
             })
             .collect();
         self.query_many(
-            if job.add {
+            if job.op == Op::FeedAdd {
                 "ZADD ZREMRANGEBYRANK"
             } else {
                 "ZREM"
@@ -106,6 +148,11 @@ impl Store {
             &pipes,
         )
         .await?;
+        if next == "0" && job.op == Op::Unfavorite {
+            let mut pipe = redis::pipe();
+            pipe.cmd("UNLINK").arg(&source).ignore();
+            let () = self.query("UNLINK", &pipe).await?;
+        }
         Ok(next)
     }
 
@@ -115,7 +162,7 @@ impl Store {
             .arg(self.keys.fanout_jobs())
             .arg("*")
             .arg("op")
-            .arg(if job.add { "add" } else { "rem" })
+            .arg(job.op.name())
             .arg("article")
             .arg(&job.article)
             .arg("author")
@@ -303,7 +350,7 @@ fn entries(value: Value) -> Vec<(String, Option<Job>)> {
                         .and_then(|pair| pair.get(1).cloned())
                 };
                 Some(Job {
-                    add: get("op")? == "add",
+                    op: Op::parse(&get("op")?)?,
                     article: get("article")?,
                     author: get("author")?,
                     cursor: get("cursor")?,

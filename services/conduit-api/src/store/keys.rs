@@ -88,6 +88,11 @@ impl Keys {
     pub fn favorited_by(&self, id: &str) -> String {
         self.key(&format!("a:{}", escape(id)), "favorited_by")
     }
+    /// Set: the users who had favorited article `id` when it was deleted, until the fan-out
+    /// has taken it out of their favorites.
+    pub fn fans_gone(&self, id: &str) -> String {
+        self.key(&format!("a:{}", escape(id)), "fans_gone")
+    }
     /// Sorted set: comment ids of article `id` (score = comment id).
     pub fn comment_ids(&self, id: &str) -> String {
         self.key(&format!("a:{}", escape(id)), "comment_ids")

@@ -130,6 +130,8 @@ pub struct Store {
     min_replicas: u32,
     wait_ms: u64,
     replica_watch: ReplicaWatch,
+    /// Fault injection for tests: the step after which a write stops (as if its replica died).
+    stop_after: Option<&'static str>,
 }
 
 impl Store {
@@ -148,7 +150,28 @@ impl Store {
             min_replicas: 0,
             wait_ms: (timeout.as_millis() as u64 / 2).max(1),
             replica_watch: ReplicaWatch::default(),
+            stop_after: None,
         })
+    }
+
+    /// For tests: every write stops with `Unavailable` right after its step named `step`, as if
+    /// the replica died there, leaving the later steps undone.
+    #[doc(hidden)]
+    pub fn stopping_after(self, step: &'static str) -> Self {
+        Self {
+            stop_after: Some(step),
+            ..self
+        }
+    }
+
+    /// A point between two steps of a write; see [`Store::stopping_after`].
+    fn step_done(&self, step: &'static str) -> StoreResult<()> {
+        if self.stop_after == Some(step) {
+            return Err(StoreError::Unavailable(anyhow!(
+                "stopped after step {step}"
+            )));
+        }
+        Ok(())
     }
 
     /// The same store, acknowledging writes only after `replicas` replicas have them (see
@@ -532,6 +555,7 @@ mod tests {
                     k.favorited_by("9"),
                     k.comment_ids("9"),
                     k.comments("9"),
+                    k.fans_gone("9"),
                 ],
             ),
             (

@@ -152,6 +152,7 @@ impl Store {
         let (id, _) = self.reserve(lease, &candidate).await?;
         self.claim_user_values(&id, &[(Unique::Username, username), (Unique::Email, email)])
             .await?;
+        self.step_done("user_claims")?;
         let user = self.keys.user(&id);
         let mut invocation = self.scripts.put_user.prepare_invoke();
         invocation
@@ -374,37 +375,52 @@ impl Store {
             .arg(self.keys.followers(&target))
             .arg(viewer)
             .ignore();
-        let (ids,): (Vec<String>,) = if on {
+        let feed = self.keys.feed(viewer);
+        if on {
+            // The target's latest articles join the feed, which stays trimmed.
             pipe.cmd("ZREVRANGE")
                 .arg(self.keys.authored(&target))
                 .arg(0)
                 .arg(FOLLOW_MERGE - 1);
-            self.query("SADD ZREVRANGE", &pipe).await?
-        } else {
-            pipe.cmd("ZRANGE")
-                .arg(self.keys.authored(&target))
-                .arg(0)
-                .arg(-1);
-            self.query("SREM ZRANGE", &pipe).await?
-        };
-        let feed = self.keys.feed(viewer);
-        for chunk in ids.chunks(500) {
-            let mut pipe = redis::pipe();
-            if on {
+            let (ids,): (Vec<String>,) = self.query("SADD ZREVRANGE", &pipe).await?;
+            if !ids.is_empty() {
+                let mut pipe = redis::pipe();
                 pipe.cmd("ZADD").arg(&feed);
-                for id in chunk {
+                for id in &ids {
                     pipe.arg(id).arg(id);
                 }
                 pipe.ignore()
                     .cmd("ZREMRANGEBYRANK")
                     .arg(&feed)
                     .arg(0)
-                    .arg(-(super::fanout::FEED_MAX + 1));
-            } else {
-                pipe.cmd("ZREM").arg(&feed).arg(chunk);
+                    .arg(-(super::fanout::FEED_MAX + 1))
+                    .ignore();
+                let () = self.query("ZADD ZREMRANGEBYRANK", &pipe).await?;
             }
-            pipe.ignore();
-            let () = self.query(if on { "ZADD" } else { "ZREM" }, &pipe).await?;
+        } else {
+            // The feed (at most FEED_MAX ids) loses those the target wrote: bounded by the
+            // feed, not by how much the target ever wrote.
+            let () = self.query("SREM", &pipe).await?;
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZRANGE").arg(&feed).arg(0).arg(-1);
+            let (ids,): (Vec<String>,) = self.query("ZRANGE", &pipe).await?;
+            if !ids.is_empty() {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZMSCORE")
+                    .arg(self.keys.authored(&target))
+                    .arg(&ids);
+                let (scores,): (Vec<Option<f64>>,) = self.query("ZMSCORE", &pipe).await?;
+                let theirs: Vec<&String> = ids
+                    .iter()
+                    .zip(scores)
+                    .filter_map(|(id, score)| score.map(|_| id))
+                    .collect();
+                if !theirs.is_empty() {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("ZREM").arg(&feed).arg(theirs).ignore();
+                    let () = self.query("ZREM", &pipe).await?;
+                }
+            }
         }
         self.durable().await?;
         Ok(target)

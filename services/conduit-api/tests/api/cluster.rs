@@ -142,7 +142,15 @@ async fn followers_beyond_the_inline_batch_get_a_new_article_through_the_fan_out
         }
         assert_eq!(seen, vec![slug.clone()]);
     }
-    // Deleting it takes it out of the feeds the same way.
+    // Deleting it takes it out of the feeds and the favorites the same way.
+    let favorited = app
+        .post(
+            &format!("/api/articles/{slug}/favorite"),
+            Some(&anne),
+            json!({}),
+        )
+        .await;
+    assert_eq!(favorited.status, StatusCode::OK);
     assert_eq!(
         app.delete(&format!("/api/articles/{slug}"), Some(&jake))
             .await
@@ -160,4 +168,21 @@ async fn followers_beyond_the_inline_batch_get_a_new_article_through_the_fan_out
         }
         assert_eq!(count, 0);
     }
+    let mut left = Vec::new();
+    for _ in 0..200 {
+        left = app
+            .keys()
+            .into_iter()
+            .filter(|k| k.ends_with(":fans_gone") || k.ends_with(":favorites"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(
+        app.get("/api/articles?favorited=anne", None).await.body["articlesCount"],
+        0
+    );
 }

@@ -5,6 +5,7 @@ mod auth;
 mod cluster;
 mod comments;
 mod conformance;
+mod crash;
 mod durability;
 mod health;
 mod helpers;
