@@ -1,17 +1,20 @@
 //! The one connection type the store uses, over a single Redis or a Redis Cluster.
 //!
 //! Both kinds are multiplexed, reconnect by themselves and are made lazily, so a replica starts
-//! while Redis is down. The cluster kind is the redis crate's own cluster client: it routes each
+//! while Redis is down. The cluster kind connects on first use and, until that succeeds, tries
+//! again on every use (a cluster client made while no node answers would not find one later). The cluster kind is the redis crate's own cluster client: it routes each
 //! command, pipeline or script by the slot of its keys, follows `MOVED`/`ASK` and refreshes the
 //! slot map. Everything above this file is the same in both modes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use tokio::sync::OnceCell;
 
 /// Where the business data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,13 +95,15 @@ impl Connector {
             Self::Single { client, config } => RedisConn::Single(
                 ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,
             ),
-            Self::Cluster { client, timeout } => RedisConn::Cluster(
-                client.get_pending_async_connection_with_config(
-                    ClusterConfig::new()
+            Self::Cluster { client, timeout } => {
+                RedisConn::Cluster(LazyCluster(Arc::new(LazyInner {
+                    client: client.clone(),
+                    config: ClusterConfig::new()
                         .set_connection_timeout(*timeout)
                         .set_response_timeout(*timeout),
-                ),
-            ),
+                    conn: OnceCell::new(),
+                })))
+            }
         })
     }
 }
@@ -107,14 +112,43 @@ impl Connector {
 #[derive(Clone)]
 pub(crate) enum RedisConn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(LazyCluster),
+}
+
+/// A cluster connection made on first use; a failed attempt is repeated on the next use.
+#[derive(Clone)]
+pub(crate) struct LazyCluster(Arc<LazyInner>);
+
+struct LazyInner {
+    client: ClusterClient,
+    config: ClusterConfig,
+    conn: OnceCell<ClusterConnection>,
+}
+
+impl LazyCluster {
+    /// The connection, made now if it is not yet.
+    pub(crate) async fn get(&self) -> RedisResult<ClusterConnection> {
+        let inner = &self.0;
+        inner
+            .conn
+            .get_or_try_init(|| {
+                inner
+                    .client
+                    .get_async_connection_with_config(inner.config.clone())
+            })
+            .await
+            .cloned()
+    }
 }
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(lazy) => Box::pin(async move {
+                let mut conn = lazy.get().await?;
+                conn.req_packed_command(cmd).await
+            }),
         }
     }
 
@@ -126,14 +160,17 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(lazy) => Box::pin(async move {
+                let mut conn = lazy.get().await?;
+                conn.req_packed_commands(pipeline, offset, count).await
+            }),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(conn) => conn.get_db(),
-            Self::Cluster(conn) => conn.get_db(),
+            Self::Cluster(_) => 0,
         }
     }
 }

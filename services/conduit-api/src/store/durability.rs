@@ -134,8 +134,12 @@ impl Store {
         let mut conn = self.conn.clone();
         match &mut conn {
             RedisConn::Single(c) => self.bounded(span, cmd.query_async::<Value>(c)).await,
-            RedisConn::Cluster(c) => {
+            RedisConn::Cluster(lazy) => {
                 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let mut c = match lazy.get().await {
+                    Ok(c) => c,
+                    Err(err) => return Err(err.into()),
+                };
                 let routing = match node.and_then(|n| n.rsplit_once(':')) {
                     Some((host, port)) => SingleNodeRoutingInfo::ByAddress {
                         host: host.to_owned(),
