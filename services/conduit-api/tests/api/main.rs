@@ -2,9 +2,12 @@
 
 mod articles;
 mod auth;
+mod cluster;
 mod comments;
 mod conformance;
 mod cors;
+mod crash;
+mod durability;
 mod health;
 mod helpers;
 mod hostile_input;

@@ -36,6 +36,7 @@ async fn requests_fail_fast_with_503_while_redis_is_down_and_recover_after() {
     let port = free_port();
     let mut config = test_config(&unique_prefix(), "lonely");
     config.redis_url = format!("redis://127.0.0.1:{port}");
+    config.redis_cluster_urls = None;
     let app = spawn_with(config).await;
     let not_ready = app.get("/readyz", None).await;
     assert_eq!(
@@ -101,4 +102,112 @@ async fn requests_fail_fast_with_503_while_redis_is_down_and_recover_after() {
     let _ = redis.kill();
     let _ = redis.wait();
     assert!(recovered, "the replica recovered by itself");
+}
+
+/// A free port below 55536 whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_536 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_replica_in_cluster_mode_starts_while_the_cluster_is_unreachable_and_recovers() {
+    // Arrange: cluster seeds on ports nothing listens on yet.
+    let port = free_cluster_port();
+    let mut config = test_config(&unique_prefix(), "early");
+    config.redis_cluster_urls = Some(format!("redis://127.0.0.1:{port}"));
+    let app = spawn_with(config).await;
+    // Assert: alive, not ready, and it says which mode it runs in.
+    assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["redis"], "cluster", "{}", ready.body);
+    let register = |name: &str| {
+        let body = serde_json::json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "password123"}});
+        app.post("/api/users", None, body)
+    };
+    let write = register("early").await;
+    assert_eq!(
+        write.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        write.body
+    );
+
+    // Act: a one-node cluster comes up on the seed's port and takes every slot.
+    let dir = std::env::temp_dir().join(unique_prefix());
+    std::fs::create_dir_all(&dir).unwrap();
+    #[allow(clippy::zombie_processes)] // killed and waited for below
+    let mut node = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        // A lone node never learns its own address from a peer: announce it.
+        .args(["--cluster-announce-ip", "127.0.0.1"])
+        .args([
+            "--cluster-enabled",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--cluster-config-file")
+        .arg(dir.join("nodes.conf"))
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed for the tests");
+    let mut formed = false;
+    for _ in 0..100 {
+        let state = Command::new("redis-cli")
+            .args([
+                "-p",
+                &port.to_string(),
+                "cluster",
+                "addslotsrange",
+                "0",
+                "16383",
+            ])
+            .output()
+            .ok()
+            .and_then(|_| {
+                Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .ok()
+            })
+            .map(|out| String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok"))
+            .unwrap_or(false);
+        if state {
+            formed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Assert: the replica finds the cluster by itself and serves.
+    let mut ready = false;
+    let mut written = StatusCode::SERVICE_UNAVAILABLE;
+    if formed {
+        for _ in 0..100 {
+            if app.get("/readyz", None).await.status == StatusCode::OK {
+                ready = true;
+                written = register("late").await.status;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let _ = node.kill();
+    let _ = node.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(formed, "the one-node cluster did not form");
+    assert!(
+        ready,
+        "the replica did not become ready once the cluster was up"
+    );
+    assert_eq!(written, StatusCode::CREATED);
 }
