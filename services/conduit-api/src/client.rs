@@ -24,6 +24,24 @@ pub(crate) fn client_address(req: &HttpRequest, trust_forwarded: bool) -> String
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// The address a rate limit counts: an IPv6 client by its /64 (one subscriber usually holds a
+/// whole /64, and could otherwise pick a fresh address for every try), an IPv4 client (also one
+/// written as IPv4-mapped IPv6) by its address. Anything else is counted as it is.
+pub(crate) fn limited_address(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => address.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +68,21 @@ mod tests {
         assert_eq!(client_address(&req, true), "1.2.3.4");
         let blank = request(Some("6.6.6.6, "));
         assert_eq!(client_address(&blank, true), "10.0.0.9");
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64_and_ipv4_by_address() {
+        assert_eq!(limited_address("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            limited_address("2001:db8:1:2:ffff:1:2:3"),
+            limited_address("2001:db8:1:2::9")
+        );
+        assert_ne!(
+            limited_address("2001:db8:1:3::1"),
+            limited_address("2001:db8:1:2::1")
+        );
+        assert_eq!(limited_address("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(limited_address("192.0.2.7"), "192.0.2.7");
+        assert_eq!(limited_address("unknown"), "unknown");
     }
 }

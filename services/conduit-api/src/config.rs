@@ -190,7 +190,8 @@ pub struct Config {
     )]
     pub idempotency_lease: u64,
 
-    /// Failed logins allowed per account and per client address in one window.
+    /// Failed logins allowed for one account from one client address (an IPv6 client counts
+    /// by its /64) in one window.
     #[arg(
         long,
         env = "CONDUIT_LOGIN_MAX_FAILURES",
@@ -198,6 +199,25 @@ pub struct Config {
         global = true
     )]
     pub login_max_failures: u64,
+
+    /// Failed logins allowed from one client address over every account in one window.
+    #[arg(
+        long,
+        env = "CONDUIT_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub login_max_failures_per_address: u64,
+
+    /// Failed logins allowed for one account from every address in one window: a ceiling
+    /// against guessing from many addresses, far above what locks an account out by hand.
+    #[arg(
+        long,
+        env = "CONDUIT_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub login_max_failures_per_account: u64,
 
     /// Length of the failed-login window, in seconds.
     #[arg(
@@ -291,6 +311,16 @@ impl Config {
     /// The Redis to use: the cluster when `REDIS_CLUSTER_URLS` names nodes, else `REDIS_URL`.
     pub fn redis_target(&self) -> crate::store::RedisTarget {
         crate::store::RedisTarget::from_config(&self.redis_url, self.redis_cluster_urls.as_deref())
+    }
+
+    /// The failed-login limits, per counter.
+    pub fn login_limits(&self) -> crate::store::LoginLimits {
+        crate::store::LoginLimits {
+            per_pair: self.login_max_failures,
+            per_address: self.login_max_failures_per_address,
+            per_account: self.login_max_failures_per_account,
+            window_secs: self.login_window,
+        }
     }
 
     /// The replica id: the configured one, else the hostname.

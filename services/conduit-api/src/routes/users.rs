@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::non_empty;
 use crate::auth::AuthUser;
-use crate::client::client_address;
+use crate::client::{client_address, limited_address};
 use crate::domain::{
     at_least_one, optional, required, AllValid, Bio, Credentials, Email, ImageUrl, LoginPassword,
     Password, Registration, UserUpdate, Username, ValidationErrors,
@@ -218,35 +218,45 @@ pub(crate) async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = Credentials::try_from(body.into_inner().user)?;
 
-    let address = client_address(&req, state.config.trust_forwarded);
-    let (by_account, by_address, retry_after) =
-        state.store.login_failures(email.as_str(), &address).await?;
-    if by_account >= state.config.login_max_failures
-        || by_address >= state.config.login_max_failures
+    // Every attempt is counted before the password is checked, and only a failure keeps its
+    // count: no more attempts than the limits are ever verified in a window.
+    let address = limited_address(&client_address(&req, state.config.trust_forwarded));
+    let reservation = match state
+        .store
+        .reserve_login(email.as_str(), &address, &state.config.login_limits())
+        .await?
     {
-        return Err(ApiError::TooManyRequests { retry_after });
+        Ok(reservation) => reservation,
+        Err(retry_after) => return Err(ApiError::TooManyRequests { retry_after }),
+    };
+    let checked = check_password(&state, email.as_str(), password.into_inner()).await;
+    match checked {
+        Ok(Some(user)) => {
+            state.store.login_succeeded(&reservation).await?;
+            Ok(HttpResponse::Ok().json(with_new_token(&state, user)?))
+        }
+        Ok(None) => Err(ApiError::InvalidCredentials),
+        Err(err) => {
+            state.store.login_unchecked(&reservation).await?;
+            Err(err)
+        }
     }
+}
 
-    let user = state.store.user_by_email(email.as_str()).await?;
-    // Verify against a dummy hash when the account does not exist, so both failures take as long.
+/// The user with this email if `password` is theirs. An unknown account is checked against a
+/// dummy hash, so both failures take as long.
+async fn check_password(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> Result<Option<UserRecord>, ApiError> {
+    let user = state.store.user_by_email(email).await?;
     let phc = match &user {
         Some(user) => user.password_hash.clone(),
         None => state.passwords.dummy_hash().await?.to_owned(),
     };
-    let matches = state.passwords.verify(password.into_inner(), phc).await?;
-    match user {
-        Some(user) if matches => {
-            state.store.clear_login_failures(email.as_str()).await?;
-            Ok(HttpResponse::Ok().json(with_new_token(&state, user)?))
-        }
-        _ => {
-            state
-                .store
-                .record_login_failure(email.as_str(), &address, state.config.login_window)
-                .await?;
-            Err(ApiError::InvalidCredentials)
-        }
-    }
+    let matches = state.passwords.verify(password, phc).await?;
+    Ok(user.filter(|_| matches))
 }
 
 /// The current user, with the token the request was made with: reading yourself signs nothing.

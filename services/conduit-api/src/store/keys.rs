@@ -189,6 +189,14 @@ impl Keys {
     pub fn login_failures_address(&self, address: &str) -> String {
         self.key(&format!("lf:address:{}", escape(address)), "failures")
     }
+    /// String counter: failed logins for one account from one client address in the current
+    /// window.
+    pub fn login_failures_pair(&self, email: &str, address: &str) -> String {
+        self.key(
+            &format!("lf:pair:{}:{}", escape(email), escape(address)),
+            "failures",
+        )
+    }
 }
 
 /// FNV-1a, a stable hash for choosing a bucket.

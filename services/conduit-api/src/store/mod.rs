@@ -35,7 +35,7 @@ pub use durability::ReplicaState;
 pub use fanout::{consumer_name, FEED_MAX};
 pub use idempotency::{Begin, IdempotencyLease};
 pub use keys::Keys;
-pub use users::{ProfileView, UserChanges, UserRecord};
+pub use users::{LoginLimits, LoginReservation, ProfileView, UserChanges, UserRecord};
 
 use conn::{Connector, RedisConn};
 use durability::ReplicaWatch;

@@ -30,6 +30,8 @@ pub struct Scripts {
     pub idempotency_begin: Script,
     pub idempotency_finish: Script,
     pub idempotency_release: Script,
+    pub login_reserve: Script,
+    pub login_refund: Script,
 }
 
 /// A commit step in the caller's user slot (see the module docs).
@@ -57,6 +59,8 @@ impl Scripts {
             idempotency_begin: Script::new(include_str!("lua/idempotency_begin.lua")),
             idempotency_finish: Script::new(include_str!("lua/idempotency_finish.lua")),
             idempotency_release: Script::new(include_str!("lua/idempotency_release.lua")),
+            login_reserve: Script::new(include_str!("lua/login_reserve.lua")),
+            login_refund: Script::new(include_str!("lua/login_refund.lua")),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Users, profiles, follows and the shared failed-login counters.
 
+use futures_util::future::try_join_all;
 use redis::Value;
 
 use super::{IdempotencyLease, Store, StoreError, StoreResult, CLAIM_GRACE_MS};
@@ -426,71 +427,104 @@ impl Store {
         Ok(target)
     }
 
-    /// Failed logins counted for this account and this client address in the current window.
-    pub async fn login_failures(&self, email: &str, address: &str) -> StoreResult<(u64, u64, u64)> {
-        let pipes: Vec<redis::Pipeline> = [
-            self.keys.login_failures_account(email),
-            self.keys.login_failures_address(address),
-        ]
-        .iter()
-        .map(|key| {
-            let mut pipe = redis::pipe();
-            pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
-            pipe
-        })
-        .collect();
-        let replies = self.query_many("GET PTTL", &pipes).await?;
-        let mut counts = [0u64; 2];
-        let mut ttl = 0i64;
-        for (i, reply) in replies.into_iter().enumerate() {
-            let (count, pttl): (Option<u64>, i64) = redis::from_redis_value(Value::Array(reply))
-                .map_err(|e| StoreError::Other(anyhow::anyhow!("bad counter reply: {e}")))?;
-            counts[i] = count.unwrap_or(0);
-            ttl = ttl.max(pttl);
-        }
-        let retry_after = (ttl.max(0) as u64).div_ceil(1000).max(1);
-        Ok((counts[0], counts[1], retry_after))
-    }
-
-    /// Counts one failed login against the account and the address; the window starts at the
-    /// first failure.
-    pub async fn record_login_failure(
+    /// Reserves one login attempt on each failed-login counter (the account from this address,
+    /// the address, the account) before the password is checked: one wave, a script per
+    /// counter. When any counter is at its limit, the others' reservations are given back.
+    ///
+    /// # Returns
+    /// The reservation, or the seconds until the full counter's window ends.
+    pub async fn reserve_login(
         &self,
         email: &str,
         address: &str,
-        window_secs: u64,
-    ) -> StoreResult<()> {
-        let pipes: Vec<redis::Pipeline> = [
-            self.keys.login_failures_account(email),
-            self.keys.login_failures_address(address),
-        ]
-        .iter()
-        .map(|key| {
-            let mut pipe = redis::pipe();
-            pipe.cmd("INCR")
-                .arg(key)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(key)
-                .arg(window_secs)
-                .arg("NX")
-                .ignore();
-            pipe
-        })
-        .collect();
-        self.query_many("INCR EXPIRE", &pipes).await?;
-        Ok(())
+        limits: &LoginLimits,
+    ) -> StoreResult<Result<LoginReservation, u64>> {
+        let reservation = LoginReservation {
+            counters: [
+                self.keys.login_failures_pair(email, address),
+                self.keys.login_failures_address(address),
+                self.keys.login_failures_account(email),
+            ],
+        };
+        let window_ms = (limits.window_secs * 1000).to_string();
+        let replies = try_join_all(
+            reservation
+                .counters
+                .iter()
+                .zip([limits.per_pair, limits.per_address, limits.per_account])
+                .map(|(key, limit)| {
+                    let mut invocation = self.scripts.login_reserve.prepare_invoke();
+                    invocation.key(key).arg(limit).arg(&window_ms);
+                    async move { self.eval::<(u8, i64)>("login_reserve", &invocation).await }
+                }),
+        )
+        .await?;
+        let refused_ms = replies
+            .iter()
+            .filter(|(granted, _)| *granted == 0)
+            .map(|(_, ttl)| *ttl)
+            .max();
+        let Some(ttl) = refused_ms else {
+            return Ok(Ok(reservation));
+        };
+        let granted: Vec<&str> = reservation
+            .counters
+            .iter()
+            .zip(&replies)
+            .filter(|(_, (granted, _))| *granted == 1)
+            .map(|(key, _)| key.as_str())
+            .collect();
+        self.refund_login(&granted).await?;
+        Ok(Err((ttl.max(0) as u64).div_ceil(1000).max(1)))
     }
 
-    /// Clears the account's failure counter after a successful login.
-    pub async fn clear_login_failures(&self, email: &str) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL")
-            .arg(self.keys.login_failures_account(email))
-            .ignore();
-        let () = self.query("DEL", &pipe).await?;
+    /// After a successful login: the account's failures from this address are cleared and the
+    /// attempt is given back to the address and the account.
+    pub async fn login_succeeded(&self, reservation: &LoginReservation) -> StoreResult<()> {
+        let [pair, address, account] = &reservation.counters;
+        let mut clear = redis::pipe();
+        clear.cmd("DEL").arg(pair).ignore();
+        let refund = [address.as_str(), account.as_str()];
+        let (cleared, refunded) =
+            tokio::join!(self.query::<()>("DEL", &clear), self.refund_login(&refund));
+        cleared.and(refunded)
+    }
+
+    /// Gives a reserved attempt back to every counter: the password could not be checked, so
+    /// the attempt is no failure.
+    pub async fn login_unchecked(&self, reservation: &LoginReservation) -> StoreResult<()> {
+        let keys: Vec<&str> = reservation.counters.iter().map(String::as_str).collect();
+        self.refund_login(&keys).await
+    }
+
+    async fn refund_login(&self, keys: &[&str]) -> StoreResult<()> {
+        try_join_all(keys.iter().map(|key| {
+            let mut invocation = self.scripts.login_refund.prepare_invoke();
+            invocation.key(*key);
+            async move { self.eval::<i64>("login_refund", &invocation).await }
+        }))
+        .await?;
         Ok(())
     }
+}
+
+/// Failed logins allowed in one window, per counter.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    /// One account from one client address: what stops guessing a password.
+    pub per_pair: u64,
+    /// One client address, over every account: what stops trying one password on many.
+    pub per_address: u64,
+    /// One account from every address: a much higher ceiling against guessing from many
+    /// addresses, set so that reaching it takes far more tries than locking out by hand.
+    pub per_account: u64,
+    pub window_secs: u64,
+}
+
+/// The counters one login attempt was counted on, in the order pair, address, account.
+#[derive(Debug)]
+pub struct LoginReservation {
+    counters: [String; 3],
 }
 
 /// How many of an author's latest articles a new follower's feed gets.

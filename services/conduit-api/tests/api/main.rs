@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod hostile_input;
 mod idempotency;
+mod login_guard;
 mod process;
 mod profiles;
 mod redis_outage;
