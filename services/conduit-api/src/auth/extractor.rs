@@ -19,6 +19,8 @@ pub struct AuthUser {
     pub id: String,
     /// The token the request was made with.
     pub token: String,
+    /// The token generation the token was signed with (see [`crate::auth::Claims::gen`]).
+    pub generation: u64,
 }
 
 /// The caller, if the request carries a token.
@@ -91,6 +93,7 @@ fn check_token(req: &HttpRequest) -> Result<Caller, ApiError> {
             Caller::User(AuthUser {
                 id: claims.sub,
                 token: token.to_owned(),
+                generation: claims.gen,
             })
         }
         Err(why) => {

@@ -31,6 +31,11 @@ pub struct Claims {
     pub iat: u64,
     pub nbf: u64,
     pub exp: u64,
+    /// The user's token generation when the token was signed; a password change moves it on,
+    /// so routes that read the user record anyway refuse older tokens. Absent in tokens signed
+    /// before generations existed: 0.
+    #[serde(default)]
+    pub gen: u64,
 }
 
 /// Why a key ring could not be built.
@@ -170,7 +175,7 @@ impl KeyRing {
     }
 
     /// Signs a token for `user_id` with the current key.
-    pub fn issue(&self, user_id: &str) -> anyhow::Result<String> {
+    pub fn issue(&self, user_id: &str, generation: u64) -> anyhow::Result<String> {
         let now = now_secs();
         let claims = Claims {
             sub: user_id.to_owned(),
@@ -179,6 +184,7 @@ impl KeyRing {
             iat: now,
             nbf: now,
             exp: now + self.ttl_secs,
+            gen: generation,
         };
         let key = &self.keys[0];
         let mut header = Header::new(Algorithm::HS256);
@@ -300,21 +306,21 @@ mod tests {
     #[test]
     fn a_token_issued_by_the_ring_verifies() {
         let ring = ring(A);
-        let claims = ring.verify(&ring.issue("42").unwrap()).unwrap();
+        let claims = ring.verify(&ring.issue("42", 0).unwrap()).unwrap();
         assert_eq!(claims.sub, "42");
     }
 
     #[test]
     fn rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() {
         let old = ring(A);
-        let old_token = old.issue("7").unwrap();
+        let old_token = old.issue("7", 0).unwrap();
         // Step 1: the new key joins second; old tokens still verify, new ones still use the old key.
         let step1 = ring(&format!("{A},{B}"));
         assert!(step1.verify(&old_token).is_ok());
         assert_eq!(step1.current_kid(), "a");
         // Step 2: the new key signs; tokens from before still verify.
         let step2 = ring(&format!("{B}\n{A}"));
-        let new_token = step2.issue("7").unwrap();
+        let new_token = step2.issue("7", 0).unwrap();
         assert_eq!(
             jsonwebtoken::decode_header(&new_token)
                 .unwrap()
@@ -335,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_token_from_another_ring_is_rejected() {
-        let token = ring(A).issue("1").unwrap();
+        let token = ring(A).issue("1", 0).unwrap();
         let other = ring("a:cccccccccccccccccccccccccccccccccccccccc");
         assert!(matches!(other.verify(&token), Err(TokenError::Invalid(_))));
     }
@@ -393,7 +399,7 @@ mod tests {
     #[test]
     fn a_tampered_payload_is_rejected() {
         let ring = ring(A);
-        let token = ring.issue("1").unwrap();
+        let token = ring.issue("1", 0).unwrap();
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let mut claims: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
@@ -442,7 +448,7 @@ mod tests {
     #[test]
     fn malformed_tokens_are_rejected() {
         let ring = ring(A);
-        let token = ring.issue("1").unwrap();
+        let token = ring.issue("1", 0).unwrap();
         let (message, signature) = token.rsplit_once('.').unwrap();
         for bad in [
             String::new(),
@@ -464,7 +470,7 @@ mod tests {
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims_now(60), &key).unwrap();
         assert_eq!(ring(A).verify(&token), Err(TokenError::MissingKid));
-        let token = ring(B).issue("1").unwrap();
+        let token = ring(B).issue("1", 0).unwrap();
         assert_eq!(ring(A).verify(&token), Err(TokenError::UnknownKid));
     }
 

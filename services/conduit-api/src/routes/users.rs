@@ -173,7 +173,7 @@ fn user_response(user: UserRecord, token: String) -> UserResponse {
 
 /// The user with a newly signed token, after registration or login.
 fn with_new_token(state: &AppState, user: UserRecord) -> Result<UserResponse, ApiError> {
-    let token = state.key_ring.issue(&user.id)?;
+    let token = state.key_ring.issue(&user.id, user.token_generation)?;
     Ok(user_response(user, token))
 }
 
@@ -268,11 +268,7 @@ pub(crate) async fn get_current_user(
     state: web::Data<AppState>,
     user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
-    let record = state
-        .store
-        .user_by_id(&user.id)
-        .await?
-        .ok_or(ApiError::Unauthorized("user no longer exists"))?;
+    let record = current_record(&state, &user).await?;
     Ok(HttpResponse::Ok().json(user_response(record, user.token)))
 }
 
@@ -287,10 +283,16 @@ pub(crate) async fn update_current_user(
     body: web::Json<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let update = UserUpdate::try_from(body.into_inner().user)?;
+    let current = current_record(&state, &user).await?;
 
-    let password_hash = match update.password {
-        Some(p) => Some(state.passwords.hash(p.into_inner()).await?),
-        None => None,
+    // A new password moves the token generation on: every older token of this user stops
+    // working here and in GET /api/user, and the response carries a new one.
+    let (password_hash, token_generation) = match update.password {
+        Some(p) => (
+            Some(state.passwords.hash(p.into_inner()).await?),
+            Some((current.token_generation + 1).to_string()),
+        ),
+        None => (None, None),
     };
     let changes = UserChanges {
         username: update.username.map(|u| u.as_str().to_owned()),
@@ -298,6 +300,7 @@ pub(crate) async fn update_current_user(
         password_hash,
         bio: update.bio.map(|b| b.as_str().to_owned()),
         image: update.image.map(|i| i.as_str().to_owned()),
+        token_generation,
     };
     state
         .store
@@ -308,5 +311,27 @@ pub(crate) async fn update_current_user(
         .user_by_id(&user.id)
         .await?
         .ok_or(ApiError::NotFound("user"))?;
-    Ok(HttpResponse::Ok().json(user_response(record, user.token)))
+    if record.token_generation == user.generation {
+        Ok(HttpResponse::Ok().json(user_response(record, user.token)))
+    } else {
+        Ok(HttpResponse::Ok().json(with_new_token(&state, record)?))
+    }
+}
+
+/// The caller's user record, if the token is of its current generation: a token signed before
+/// the last password change is refused here. Only the routes that read the record anyway check
+/// (`GET` and `PUT /api/user`); the others trust the signature until the token expires, which
+/// is what keeps them free of a per-request lookup.
+async fn current_record(state: &AppState, user: &AuthUser) -> Result<UserRecord, ApiError> {
+    let record = state
+        .store
+        .user_by_id(&user.id)
+        .await?
+        .ok_or(ApiError::Unauthorized("user no longer exists"))?;
+    if user.generation < record.token_generation {
+        return Err(ApiError::Unauthorized(
+            "token was signed before the last password change",
+        ));
+    }
+    Ok(record)
 }

@@ -14,10 +14,21 @@ pub struct UserRecord {
     pub password_hash: String,
     pub bio: String,
     pub image: String,
+    /// Moves on with every password change; tokens signed with an older one are refused where
+    /// the record is read.
+    pub token_generation: u64,
 }
 
 /// The fields of a user hash, in the order `user_by_id` asks for them.
-const USER_FIELDS: [&str; 6] = ["id", "username", "email", "password", "bio", "image"];
+const USER_FIELDS: [&str; 7] = [
+    "id",
+    "username",
+    "email",
+    "password",
+    "bio",
+    "image",
+    "token_gen",
+];
 
 impl UserRecord {
     /// Builds a record from the `HMGET` of [`USER_FIELDS`]; no `id` means no such user.
@@ -35,6 +46,7 @@ impl UserRecord {
             password_hash: next(),
             bio: next(),
             image: next(),
+            token_generation: next().parse().unwrap_or(0),
         })
     }
 }
@@ -56,6 +68,8 @@ pub struct UserChanges {
     pub password_hash: Option<String>,
     pub bio: Option<String>,
     pub image: Option<String>,
+    /// The new token generation, with a new password.
+    pub token_generation: Option<String>,
 }
 
 /// Which unique value of a user a claim is for.
@@ -231,6 +245,7 @@ impl Store {
             ("password", &changes.password_hash),
             ("bio", &changes.bio),
             ("image", &changes.image),
+            ("token_gen", &changes.token_generation),
         ];
         for (name, value) in pairs {
             if let Some(value) = value {

@@ -255,3 +255,59 @@ async fn a_flood_of_password_hashes_beyond_the_queue_is_refused_at_once_with_503
         assert!(body.contains("password hashing is at capacity"), "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_password_change_ends_older_tokens_where_the_user_record_is_read() {
+    // Arrange: a token from registration, then a password change made with it.
+    let app = spawn_app().await;
+    let old = app.register("jake").await;
+    let changed = app
+        .put(
+            "/api/user",
+            Some(&old),
+            json!({"user": {"password": "a-new-password"}}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    let new = changed.body["user"]["token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old, "the change answers with a new token");
+
+    // Act
+    let read_old = app.get("/api/user", Some(&old)).await;
+    let update_old = app
+        .put("/api/user", Some(&old), json!({"user": {"bio": "stolen"}}))
+        .await;
+    let read_new = app.get("/api/user", Some(&new)).await;
+    let login = app
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "jake@example.com", "password": "a-new-password"}}),
+        )
+        .await;
+    let publish_old = app
+        .post(
+            "/api/articles",
+            Some(&old),
+            json!({"article": {"title": "t", "description": "d", "body": "b"}}),
+        )
+        .await;
+
+    // Assert: the old token no longer reads or changes the user; the new one and a fresh
+    // login's do. Routes that do not read the user record still take the old token until it
+    // expires (the stateless trade-off the README states).
+    assert_eq!(read_old.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(update_old.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(read_new.status, StatusCode::OK);
+    let fresh = login.body["user"]["token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/api/user", Some(fresh)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(publish_old.status, StatusCode::CREATED);
+    assert_eq!(
+        app.get("/api/user", Some(&new)).await.body["user"]["bio"],
+        serde_json::Value::Null,
+        "the old token changed nothing"
+    );
+}
