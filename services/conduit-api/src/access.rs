@@ -27,9 +27,8 @@ pub async fn observe(
     let start = Instant::now();
     let method = req.method().clone();
     let preflight = crate::cors::is_preflight(req.head());
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route =
+        crate::routes::matched_route(req.request()).unwrap_or_else(|| "unmatched".to_owned());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let replica = state.as_ref().map_or("unknown", |s| s.replica_id.as_str());
     let context = spans::start_server_span(ServerRequest {

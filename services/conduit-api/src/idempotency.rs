@@ -76,7 +76,8 @@ pub async fn idempotency(
     let is_write = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    ) && req.path() != "/api/users/login";
+    ) && crate::routes::matched_route(req.request()).as_deref()
+        != Some("/api/users/login");
     let Some(key) = req
         .headers()
         .get("idempotency-key")

@@ -41,6 +41,12 @@ pub(crate) fn non_empty(s: String) -> Option<String> {
     }
 }
 
+/// The route template a request is served by (`/api/articles/{slug}`), read the way the router
+/// reads the path: `/api/users/%6Cogin` is the login route too. `None` when no route matches.
+pub(crate) fn matched_route(req: &actix_web::HttpRequest) -> Option<String> {
+    req.resource_map().match_pattern(req.match_info().as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,3 +198,38 @@ async fn bad_keys_are_refused() {
     assert!(reply.errors().contains_key("Idempotency-Key"));
     assert_eq!(article_count(&app), 0);
 }
+
+#[tokio::test]
+async fn login_is_never_stored_however_its_path_is_spelled() {
+    // Arrange
+    let app = spawn_app().await;
+    app.register("jake").await;
+    let body = json!({"user": {"email": "jake@example.com", "password": "password123"}});
+
+    // Act: the login route, once as written and once with a percent-encoded letter.
+    for path in ["/api/users/login", "/api/users/%6Cogin"] {
+        let reply = app
+            .raw(
+                reqwest::Method::POST,
+                path,
+                None,
+                Some(body.to_string().into_bytes()),
+                &[("Idempotency-Key", "login-key")],
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            reqwest::StatusCode::OK,
+            "{path}: {}",
+            reply.body
+        );
+    }
+
+    // Assert: no idempotency record holds a login's fresh token.
+    let stored: Vec<String> = app
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains("login-key"))
+        .collect();
+    assert_eq!(stored, Vec::<String>::new());
+}
