@@ -2,33 +2,49 @@
 -- tab-separated fields (services/chaos-report/src/verify.rs reads it):
 --   U username id | S slug article-id | A id slug author title | C id article author body
 --   F article-id user-id (favorited) | W user-id followed-user-id
--- Run after the load has stopped: EVAL <this> 0 <key prefix>
+-- Run after the load has stopped, on a single Redis: EVAL <this> 0 <key prefix>
+-- It walks the key layout of services/conduit-api/src/store/keys.rs with KEYS (a test tool, not
+-- a request path).
 local p = ARGV[1]
 local function clean(s)
   if not s then return '' end
   return (string.gsub(s, '[\t\r\n]', ' '))
 end
+local function esc(s)
+  return (string.gsub(s, '[^%w%._%-]', function(c) return string.format('%%%02X', string.byte(c)) end))
+end
 local out = {}
-local users = redis.call('HGETALL', p .. ':users:by_username')
-for i = 1, #users, 2 do
-  out[#out + 1] = 'U\t' .. users[i] .. '\t' .. users[i + 1]
-  for _, f in ipairs(redis.call('SMEMBERS', p .. ':user:' .. users[i + 1] .. ':following')) do
-    out[#out + 1] = 'W\t' .. users[i + 1] .. '\t' .. f
+for _, key in ipairs(redis.call('KEYS', p .. ':{u:*}:user')) do
+  local u = redis.call('HMGET', key, 'id', 'username')
+  if u[1] and u[2] then
+    local claim = redis.call('HGET', p .. ':{name:' .. esc(string.lower(u[2])) .. '}:claim', 'owner')
+    if claim == u[1] then out[#out + 1] = 'U\t' .. string.lower(u[2]) .. '\t' .. u[1] end
+    for _, f in ipairs(redis.call('SMEMBERS', p .. ':{u:' .. u[1] .. '}:following')) do
+      out[#out + 1] = 'W\t' .. u[1] .. '\t' .. f
+    end
   end
 end
-local slugs = redis.call('HGETALL', p .. ':articles:by_slug')
-for i = 1, #slugs, 2 do
-  out[#out + 1] = 'S\t' .. slugs[i] .. '\t' .. slugs[i + 1]
-end
-for _, id in ipairs(redis.call('ZRANGE', p .. ':articles', 0, -1)) do
-  local a = redis.call('HMGET', p .. ':article:' .. id, 'slug', 'author', 'title')
-  out[#out + 1] = 'A\t' .. id .. '\t' .. clean(a[1]) .. '\t' .. clean(a[2]) .. '\t' .. clean(a[3])
-  for _, cid in ipairs(redis.call('ZRANGE', p .. ':article:' .. id .. ':comments', 0, -1)) do
-    local c = redis.call('HMGET', p .. ':comment:' .. cid, 'article', 'author', 'body')
-    out[#out + 1] = 'C\t' .. cid .. '\t' .. clean(c[1]) .. '\t' .. clean(c[2]) .. '\t' .. clean(c[3])
+for _, key in ipairs(redis.call('KEYS', p .. ':{a:*}:article')) do
+  local a = redis.call('HMGET', key, 'id', 'slug')
+  if a[1] and a[2] and redis.call('HGET', p .. ':{slug:' .. esc(a[2]) .. '}:claim', 'owner') == a[1] then
+    out[#out + 1] = 'S\t' .. a[2] .. '\t' .. a[1]
   end
-  for _, u in ipairs(redis.call('SMEMBERS', p .. ':article:' .. id .. ':favorited_by')) do
-    out[#out + 1] = 'F\t' .. id .. '\t' .. u
+end
+for _, bucket in ipairs(redis.call('KEYS', p .. ':{all:*}:articles')) do
+  for _, id in ipairs(redis.call('ZRANGE', bucket, 0, -1)) do
+    local a = redis.call('HMGET', p .. ':{a:' .. id .. '}:article', 'slug', 'author', 'title')
+    out[#out + 1] = 'A\t' .. id .. '\t' .. clean(a[1]) .. '\t' .. clean(a[2]) .. '\t' .. clean(a[3])
+    local comments = p .. ':{a:' .. id .. '}:comments'
+    for _, cid in ipairs(redis.call('ZRANGE', p .. ':{a:' .. id .. '}:comment_ids', 0, -1)) do
+      local raw = redis.call('HGET', comments, cid)
+      if raw then
+        local c = cjson.decode(raw)
+        out[#out + 1] = 'C\t' .. cid .. '\t' .. id .. '\t' .. clean(c.author) .. '\t' .. clean(c.body)
+      end
+    end
+    for _, u in ipairs(redis.call('SMEMBERS', p .. ':{a:' .. id .. '}:favorited_by')) do
+      out[#out + 1] = 'F\t' .. id .. '\t' .. u
+    end
   end
 end
 return out

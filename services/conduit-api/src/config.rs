@@ -76,10 +76,21 @@ pub struct Config {
     #[arg(
         long,
         env = "REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379",
         global = true
     )]
     pub redis_url: String,
+
+    /// Redis Cluster seed nodes as comma-separated `redis://host:port` URLs. When set, the replica
+    /// runs in cluster mode and `REDIS_URL` is not used.
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_URLS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub redis_cluster_urls: Option<String>,
 
     /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
     #[arg(
@@ -198,6 +209,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The Redis to use: the cluster when `REDIS_CLUSTER_URLS` names nodes, else `REDIS_URL`.
+    pub fn redis_target(&self) -> crate::store::RedisTarget {
+        crate::store::RedisTarget::from_config(&self.redis_url, self.redis_cluster_urls.as_deref())
+    }
+
     /// The replica id: the configured one, else the hostname.
     pub fn replica_id(&self) -> String {
         match &self.replica_id {

@@ -50,8 +50,9 @@ impl Application {
     /// No or invalid signing keys, an invalid Redis URL, or an address that cannot be bound.
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let keys = load_key_ring(&config)?;
+        let target = config.redis_target();
         let store = Store::new(
-            &config.redis_url,
+            &target,
             &config.redis_prefix,
             Duration::from_millis(config.redis_timeout_ms),
         )?;
@@ -65,7 +66,8 @@ impl Application {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         log::info!(
-            "replica starting port={port} workers={workers} signing_kid={} ring={}",
+            "replica starting port={port} workers={workers} redis={} signing_kid={} ring={}",
+            target.mode(),
             keys.current_kid(),
             keys.fingerprint()
         );

@@ -102,7 +102,7 @@ pub(crate) async fn add_comment(
         .store
         .add_comment(idem.lease(), &user.id, &slug, text.as_str())
         .await?;
-    let view = state.store.comment(Some(&user.id), &id).await?;
+    let view = state.store.comment(Some(&user.id), &slug, &id).await?;
     Ok(HttpResponse::Ok().json(SingleCommentResponse {
         comment: view.into(),
     }))

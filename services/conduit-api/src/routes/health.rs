@@ -31,6 +31,8 @@ pub(crate) struct HealthResponse {
     status: &'static str,
     replica: String,
     version: &'static str,
+    /// How this replica reaches Redis: `single` or `cluster`.
+    redis: &'static str,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -42,6 +44,7 @@ fn health(state: &AppState, status: &'static str) -> HealthResponse {
         status,
         replica: state.replica_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
+        redis: state.store.mode(),
     }
 }
 

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use redis::Value;
 
+use super::keys::{Keys, ARTICLE_BUCKETS, TAG_BUCKETS};
 use super::{
-    boolean, field, hash, int, millis, IdempotencyLease, ProfileView, Store, StoreError,
-    StoreResult,
+    boolean, field, hash, int, IdempotencyLease, ProfileView, Store, StoreError, StoreResult,
 };
 
 /// A stored article.
@@ -27,7 +27,7 @@ pub struct ArticleRecord {
 
 impl ArticleRecord {
     fn from_hash(mut map: HashMap<String, String>) -> Option<Self> {
-        if map.is_empty() {
+        if map.get("id").is_none_or(String::is_empty) {
             return None;
         }
         let mut tags: Vec<String> = field(&mut map, "tags")
@@ -37,8 +37,8 @@ impl ArticleRecord {
             .collect();
         tags.sort();
         Some(Self {
-            created_at: millis(&mut map, "created_at"),
-            updated_at: millis(&mut map, "updated_at"),
+            created_at: super::millis(&mut map, "created_at"),
+            updated_at: super::millis(&mut map, "updated_at"),
             id: field(&mut map, "id"),
             slug: field(&mut map, "slug"),
             title: field(&mut map, "title"),
@@ -87,8 +87,119 @@ pub struct ArticleFilter<'a> {
     pub favorited: &'a str,
 }
 
+/// The fields an article list shows: everything but the body.
+const LIST_FIELDS: [&str; 8] = [
+    "id",
+    "slug",
+    "title",
+    "description",
+    "tags",
+    "author",
+    "created_at",
+    "updated_at",
+];
+
+/// How many other slugs a new article tries before its base slug gets its id appended.
+const SLUG_TRIES: usize = 3;
+
 impl Store {
-    /// Stores a new article with its indexes, tag counts and follower feeds, atomically.
+    /// Claims a slug for article `id`: `base` if free, else `base-<id>`, then `base-<id>-<n>`.
+    /// A claim whose article is gone or renamed is taken over after the grace period.
+    async fn claim_slug(&self, base: &str, id: &str) -> StoreResult<String> {
+        let mut candidate = base.to_owned();
+        for n in 0..SLUG_TRIES + 1 {
+            let claim = self.keys.slug_claim(&candidate);
+            match self.claim(&claim, id, None).await? {
+                None => return Ok(candidate),
+                Some((owner, age)) if age >= super::CLAIM_GRACE_MS => {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("HGET").arg(self.keys.article(&owner)).arg("slug");
+                    let (slug,): (Option<String>,) = self.query("HGET", &pipe).await?;
+                    if slug.as_deref() != Some(candidate.as_str())
+                        && self.claim(&claim, id, Some(&owner)).await?.is_none()
+                    {
+                        log::info!("took over a stale slug claim owner={owner}");
+                        return Ok(candidate);
+                    }
+                }
+                Some(_) => {}
+            }
+            candidate = match n {
+                0 => format!("{base}-{id}"),
+                n => format!("{base}-{id}-{}", n + 1),
+            };
+        }
+        // Every candidate is held by a live article: a random suffix cannot collide in practice.
+        let candidate = format!("{base}-{id}-{:08x}", rand::random::<u32>());
+        match self
+            .claim(&self.keys.slug_claim(&candidate), id, None)
+            .await?
+        {
+            None => Ok(candidate),
+            Some(_) => Err(StoreError::Other(anyhow::anyhow!(
+                "no free slug for {base}"
+            ))),
+        }
+    }
+
+    /// Puts article `id` into (or out of) the index and count of each tag, one step per tag.
+    async fn retag(&self, id: &str, tags: &[String], on: bool) -> StoreResult<()> {
+        futures_util::future::try_join_all(tags.iter().map(|tag| async move {
+            let mut invocation = self.scripts.tag.prepare_invoke();
+            invocation
+                .key(self.keys.tagged(tag))
+                .key(self.keys.tag_counts_of(tag))
+                .arg(id)
+                .arg(tag)
+                .arg(if on { "1" } else { "0" });
+            self.eval::<i64>("tag", &invocation).await
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Adds `id` to (or removes it from) one sorted set of each of `users`, at once.
+    async fn fan_out(
+        &self,
+        users: &[String],
+        set: impl Fn(&Keys, &str) -> String,
+        id: &str,
+        on: bool,
+    ) -> StoreResult<()> {
+        let pipes: Vec<redis::Pipeline> = users
+            .iter()
+            .map(|user| {
+                let mut pipe = redis::pipe();
+                if on {
+                    pipe.cmd("ZADD").arg(set(&self.keys, user)).arg(id).arg(id);
+                } else {
+                    pipe.cmd("ZREM").arg(set(&self.keys, user)).arg(id);
+                }
+                pipe.ignore();
+                pipe
+            })
+            .collect();
+        for batch in pipes.chunks(256) {
+            self.query_many(if on { "ZADD" } else { "ZREM" }, batch)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The members of a set.
+    async fn members(&self, key: &str) -> StoreResult<Vec<String>> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMEMBERS").arg(key);
+        let (members,): (Vec<String>,) = self.query("SMEMBERS", &pipe).await?;
+        Ok(members)
+    }
+
+    /// Stores a new article with its indexes, tag counts and follower feeds.
+    ///
+    /// Steps: a new id (kept in the idempotency record, so a retry reuses it); the slug claim;
+    /// the article hash, the commit point (from here it is readable by slug); the author's list
+    /// with the idempotency result; then tag indexes, the global index and the followers' feeds.
+    /// Every step is idempotent, so a retry with the same key finishes the tail.
     ///
     /// # Returns
     /// The new article's id.
@@ -98,24 +209,82 @@ impl Store {
         author: &str,
         new: &NewArticle<'_>,
     ) -> StoreResult<String> {
+        let candidate = self.next_id("article").await?;
+        let (id, _) = self.reserve(lease, &candidate).await?;
+        let slug = self.claim_slug(new.slug_base, &id).await?;
         let tags = new.tags.join(",");
-        self.write(
+        let mut invocation = self.scripts.put_article.prepare_invoke();
+        invocation
+            .key(self.keys.article(&id))
+            .arg(&id)
+            .arg(&slug)
+            .arg(new.title)
+            .arg(new.description)
+            .arg(new.body)
+            .arg(&tags)
+            .arg(author);
+        let _: i64 = self.eval("put_article", &invocation).await?;
+        let authored = self.keys.authored(author);
+        self.commit(
             "create_article",
-            &self.scripts.create_article,
+            &self.scripts.commit_member,
             lease,
-            &[
-                author,
-                new.slug_base,
-                new.title,
-                new.description,
-                new.body,
-                &tags,
-            ],
+            &[&authored],
+            &["zadd", &id, &id],
         )
-        .await
+        .await?;
+        self.index_article(author, &id, new.tags).await?;
+        Ok(id)
+    }
+
+    /// The idempotent tail of creating article `id`: tags, global index, followers' feeds.
+    async fn index_article(&self, author: &str, id: &str, tags: &[String]) -> StoreResult<()> {
+        self.retag(id, tags, true).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(self.keys.articles_bucket(Keys::article_bucket(id)))
+            .arg(id)
+            .arg(id)
+            .ignore();
+        let () = self.query("ZADD", &pipe).await?;
+        let followers = self.members(&self.keys.followers(author)).await?;
+        self.fan_out(&followers, Keys::feed, id, true).await
+    }
+
+    /// The article at `slug` (id, author, slug, tags), or `NotFound`; with a lease, the id is
+    /// recorded first so a retry acts on the same article even after its slug changed.
+    ///
+    /// # Returns
+    /// The id, whether this is the first attempt, and the article's current fields if it exists.
+    async fn target_article(
+        &self,
+        lease: Option<&IdempotencyLease>,
+        slug: &str,
+    ) -> StoreResult<(String, bool, Option<ArticleRecord>)> {
+        let found = self.article_id(slug).await?.unwrap_or_default();
+        let (id, fresh) = self.reserve(lease, &found).await?;
+        if id.is_empty() {
+            return Err(StoreError::NotFound("article"));
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
+            .arg(self.keys.article(&id))
+            .arg(&LIST_FIELDS[..]);
+        let (fields,): (Vec<Option<String>>,) = self.query("HMGET", &pipe).await?;
+        let record = ArticleRecord::from_hash(
+            LIST_FIELDS
+                .iter()
+                .zip(fields)
+                .filter_map(|(name, value)| Some(((*name).to_owned(), value?)))
+                .collect(),
+        );
+        Ok((id, fresh, record))
     }
 
     /// Applies changes to the article at `slug` if `viewer` wrote it.
+    ///
+    /// Steps: a claim on the new slug; the article hash (the commit point); the idempotency
+    /// result; then the old slug's claim is given back and tag indexes follow the new tags.
     ///
     /// # Returns
     /// The article id (its slug may have changed).
@@ -126,11 +295,22 @@ impl Store {
         slug: &str,
         changes: &ArticleChanges,
     ) -> StoreResult<String> {
+        let (id, _, current) = self.target_article(lease, slug).await?;
+        let current = current.ok_or(StoreError::NotFound("article"))?;
+        if current.author_id != viewer {
+            return Err(StoreError::Forbidden("article"));
+        }
+        let mut new_slug = None;
+        if let Some(base) = changes.slug_base.as_deref() {
+            if base != current.slug {
+                new_slug = Some(self.claim_slug(base, &id).await?);
+            }
+        }
         let tags = changes.tags.as_ref().map(|t| t.join(","));
-        let mut args: Vec<&str> = vec![viewer, slug];
+        let mut args: Vec<&str> = vec![viewer];
         let pairs = [
             ("title", changes.title.as_deref()),
-            ("slug_base", changes.slug_base.as_deref()),
+            ("slug", new_slug.as_deref()),
             ("description", changes.description.as_deref()),
             ("body", changes.body.as_deref()),
             ("tags", tags.as_deref()),
@@ -141,29 +321,106 @@ impl Store {
                 args.push(value);
             }
         }
-        self.write("update_article", &self.scripts.update_article, lease, &args)
-            .await
+        let article = self.keys.article(&id);
+        let outcome = self
+            .step(
+                "update_article",
+                &self.scripts.update_article,
+                &[&article],
+                &args,
+            )
+            .await;
+        if let Err(err) = outcome {
+            if let Some(claimed) = &new_slug {
+                self.release(&self.keys.slug_claim(claimed), &id).await?;
+            }
+            return Err(err);
+        }
+        self.idem_commit(lease, &id).await?;
+        if new_slug.is_some() {
+            self.release(&self.keys.slug_claim(&current.slug), &id)
+                .await?;
+        }
+        if let Some(new_tags) = &changes.tags {
+            let removed: Vec<String> = current
+                .tags
+                .iter()
+                .filter(|t| !new_tags.contains(t))
+                .cloned()
+                .collect();
+            self.retag(&id, new_tags, true).await?;
+            self.retag(&id, &removed, false).await?;
+        }
+        Ok(id)
     }
 
     /// Deletes the article at `slug` with its comments, favorites and index entries, if `viewer`
     /// wrote it.
+    ///
+    /// Steps: the article leaves every index (tags, global, author's list, followers' feeds,
+    /// fans' favorites) while it still exists; then the article's slot goes in one step, the
+    /// commit point; then its slug claim is released. A crash before the commit leaves a whole
+    /// article missing from some lists (still readable by slug); the retry finishes.
     pub async fn delete_article(
         &self,
         lease: Option<&IdempotencyLease>,
         viewer: &str,
         slug: &str,
     ) -> StoreResult<()> {
-        self.write(
+        let (id, fresh, current) = self.target_article(lease, slug).await?;
+        let Some(current) = current else {
+            if fresh {
+                return Err(StoreError::NotFound("article"));
+            }
+            // A retry of a delete that committed: finish the tail.
+            self.release(&self.keys.slug_claim(slug), &id).await?;
+            self.idem_commit(lease, "").await?;
+            return Ok(());
+        };
+        if current.author_id != viewer {
+            return Err(StoreError::Forbidden("article"));
+        }
+        self.retag(&id, &current.tags, false).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM")
+            .arg(self.keys.articles_bucket(Keys::article_bucket(&id)))
+            .arg(&id)
+            .ignore();
+        let () = self.query("ZREM", &pipe).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM")
+            .arg(self.keys.authored(viewer))
+            .arg(&id)
+            .ignore()
+            .cmd("SMEMBERS")
+            .arg(self.keys.followers(viewer));
+        let (followers,): (Vec<String>,) = self.query("ZREM SMEMBERS", &pipe).await?;
+        self.fan_out(&followers, Keys::feed, &id, false).await?;
+        let fans = self.members(&self.keys.favorited_by(&id)).await?;
+        self.fan_out(&fans, Keys::favorites, &id, false).await?;
+        let keys = [
+            self.keys.article(&id),
+            self.keys.favorited_by(&id),
+            self.keys.comment_ids(&id),
+            self.keys.comments(&id),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.step(
             "delete_article",
             &self.scripts.delete_article,
-            lease,
-            &[viewer, slug],
+            &keys,
+            &[viewer],
         )
-        .await
-        .map(|_| ())
+        .await?;
+        self.release(&self.keys.slug_claim(&current.slug), &id)
+            .await?;
+        self.idem_commit(lease, "").await
     }
 
     /// Marks (or unmarks) the article at `slug` as a favorite of `viewer`.
+    ///
+    /// Steps: the viewer's favorites (the commit point, with the idempotency result); then the
+    /// article's favorited-by set. A retry repeats the second step.
     ///
     /// # Returns
     /// The article id.
@@ -174,39 +431,58 @@ impl Store {
         slug: &str,
         on: bool,
     ) -> StoreResult<String> {
-        self.write(
+        let (id, _, current) = self.target_article(lease, slug).await?;
+        if current.is_none() {
+            return Err(StoreError::NotFound("article"));
+        }
+        let favorites = self.keys.favorites(viewer);
+        self.commit(
             "favorite",
-            &self.scripts.favorite,
+            &self.scripts.commit_member,
             lease,
-            &[viewer, slug, if on { "1" } else { "0" }],
+            &[&favorites],
+            &[if on { "zadd" } else { "zrem" }, &id, &id],
         )
-        .await
+        .await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd(if on { "SADD" } else { "SREM" })
+            .arg(self.keys.favorited_by(&id))
+            .arg(viewer)
+            .ignore();
+        let () = self.query("SADD", &pipe).await?;
+        Ok(id)
     }
 
     /// The id of the article at `slug`, in one round trip.
     pub async fn article_id(&self, slug: &str) -> StoreResult<Option<String>> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("HGET").arg(self.keys.articles_by_slug()).arg(slug);
-        let (id,): (Option<String>,) = self.query("HGET", &pipe).await?;
-        Ok(id)
+        self.claim_owner(&self.keys.slug_claim(slug)).await
     }
 
-    /// The article at `slug` as `viewer` sees it, in three round trips.
+    /// The article at `slug` as `viewer` sees it, in three waves of round trips.
     pub async fn article(&self, viewer: Option<&str>, slug: &str) -> StoreResult<ArticleView> {
         let id = self
             .article_id(slug)
             .await?
             .ok_or(StoreError::NotFound("article"))?;
-        self.article_by_id(viewer, &id).await
+        let view = self.article_by_id(viewer, &id).await?;
+        if view.article.slug != slug {
+            // A claim left behind by a rename or a failed write.
+            return Err(StoreError::NotFound("article"));
+        }
+        Ok(view)
     }
 
-    /// The article `id` as `viewer` sees it, in two round trips.
+    /// The article `id` as `viewer` sees it, in two waves of round trips.
     pub async fn article_by_id(&self, viewer: Option<&str>, id: &str) -> StoreResult<ArticleView> {
-        let mut views = self.article_views(viewer, &[id.to_owned()]).await?;
+        let mut views = self.article_views(viewer, &[id.to_owned()], true).await?;
         views.pop().ok_or(StoreError::NotFound("article"))
     }
 
-    /// A page of articles, newest first, and the number of all matches, in three round trips.
+    /// A page of articles, newest first, and the number of all matches.
+    ///
+    /// Without filters the page merges the newest `offset + limit` ids of every global-index
+    /// bucket. With one filter it reads one sorted set; with several it intersects them here.
+    /// Entries whose article is gone, or no longer matches a filter, are left out.
     pub async fn list_articles(
         &self,
         viewer: Option<&str>,
@@ -214,88 +490,191 @@ impl Store {
         limit: u64,
         offset: u64,
     ) -> StoreResult<(Vec<ArticleView>, u64)> {
-        let mut invocation = self.scripts.article_page.prepare_invoke();
-        invocation
-            .arg(self.keys.prefix())
-            .arg(limit)
-            .arg(offset)
-            .arg(filter.tag)
-            .arg(filter.author)
-            .arg(filter.favorited);
-        let reply: Vec<Value> = self.eval("article_page", &invocation).await?;
-        self.page(viewer, reply).await
+        let mut sets = Vec::new();
+        if !filter.tag.is_empty() {
+            sets.push(self.keys.tagged(filter.tag));
+        }
+        let mut author_id = None;
+        for (name, is_author) in [(filter.author, true), (filter.favorited, false)] {
+            if name.is_empty() {
+                continue;
+            }
+            let Some(uid) = self.user_id_by_username(name).await? else {
+                return Ok((Vec::new(), 0));
+            };
+            if is_author {
+                sets.push(self.keys.authored(&uid));
+                author_id = Some(uid);
+            } else {
+                sets.push(self.keys.favorites(&uid));
+            }
+        }
+        let (ids, total) = match sets.as_slice() {
+            [] => self.newest_of_all(limit, offset).await?,
+            [set] => self.page_of(set, limit, offset).await?,
+            _ => {
+                let pipes: Vec<redis::Pipeline> = sets
+                    .iter()
+                    .map(|set| {
+                        let mut pipe = redis::pipe();
+                        pipe.cmd("ZRANGE").arg(set).arg(0).arg(-1);
+                        pipe
+                    })
+                    .collect();
+                let replies = self.query_many("ZRANGE", &pipes).await?;
+                let mut members: Vec<Vec<u64>> = replies
+                    .into_iter()
+                    .map(|reply| ids_of(reply.into_iter().next().unwrap_or(Value::Nil)))
+                    .collect::<StoreResult<_>>()?;
+                let mut all = members.pop().unwrap_or_default();
+                for other in &members {
+                    all.retain(|id| other.binary_search(id).is_ok());
+                }
+                let total = all.len() as u64;
+                let ids = all
+                    .iter()
+                    .rev()
+                    .skip(offset as usize)
+                    .take(limit as usize)
+                    .map(u64::to_string)
+                    .collect();
+                (ids, total)
+            }
+        };
+        let mut views = self.article_views(viewer, &ids, false).await?;
+        views.retain(|v| {
+            (filter.tag.is_empty() || v.article.tags.iter().any(|t| t == filter.tag))
+                && author_id.as_ref().is_none_or(|a| *a == v.article.author_id)
+        });
+        Ok((views, total))
     }
 
-    /// A page of the articles by authors `viewer` follows, newest first, in three round trips.
+    /// `limit` ids from `offset` of one sorted set, newest first, and its size: one round trip.
+    async fn page_of(&self, set: &str, limit: u64, offset: u64) -> StoreResult<(Vec<String>, u64)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZCARD").arg(set);
+        if limit > 0 {
+            pipe.cmd("ZREVRANGE")
+                .arg(set)
+                .arg(offset)
+                .arg(offset + limit - 1);
+        }
+        let reply: Vec<Value> = self.query("ZCARD ZREVRANGE", &pipe).await?;
+        let mut reply = reply.into_iter();
+        let total = int(reply.next().unwrap_or(Value::Int(0)))?.max(0) as u64;
+        let ids: Vec<String> = match reply.next() {
+            Some(value) => redis::from_redis_value(value)
+                .map_err(|e| StoreError::Other(anyhow::anyhow!("bad page reply: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok((ids, total))
+    }
+
+    /// The newest articles of the whole site: the top `offset + limit` of each global-index
+    /// bucket, merged; one wave of [`ARTICLE_BUCKETS`] small pipelines.
+    async fn newest_of_all(&self, limit: u64, offset: u64) -> StoreResult<(Vec<String>, u64)> {
+        let pipes: Vec<redis::Pipeline> = (0..ARTICLE_BUCKETS)
+            .map(|bucket| {
+                let key = self.keys.articles_bucket(bucket);
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZCARD").arg(&key);
+                pipe.cmd("ZREVRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg((offset + limit).max(1) - 1);
+                pipe
+            })
+            .collect();
+        let replies = self.query_many("ZCARD ZREVRANGE", &pipes).await?;
+        let mut total = 0u64;
+        let mut all = Vec::new();
+        for reply in replies {
+            let mut reply = reply.into_iter();
+            total += int(reply.next().unwrap_or(Value::Int(0)))?.max(0) as u64;
+            all.extend(ids_of(reply.next().unwrap_or(Value::Nil))?);
+        }
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        let ids = all
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|id| id.to_string())
+            .collect();
+        Ok((ids, total))
+    }
+
+    /// A page of the articles by authors `viewer` follows, newest first.
     pub async fn feed(
         &self,
         viewer: &str,
         limit: u64,
         offset: u64,
     ) -> StoreResult<(Vec<ArticleView>, u64)> {
-        let feed = self.keys.feed(viewer);
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZCARD").arg(&feed);
-        if limit > 0 {
-            pipe.cmd("ZREVRANGE")
-                .arg(&feed)
-                .arg(offset)
-                .arg(offset + limit - 1);
-        }
-        let mut reply: Vec<Value> = self.query("ZCARD ZREVRANGE", &pipe).await?;
-        let ids: Vec<Value> = if reply.len() > 1 {
-            redis::from_redis_value(reply.pop().unwrap_or(Value::Nil))
-                .map_err(|e| StoreError::Other(anyhow::anyhow!("bad feed reply: {e}")))?
-        } else {
-            Vec::new()
-        };
-        reply.extend(ids);
-        self.page(Some(viewer), reply).await
+        let (ids, total) = self.page_of(&self.keys.feed(viewer), limit, offset).await?;
+        Ok((self.article_views(Some(viewer), &ids, false).await?, total))
     }
 
-    /// Turns `[total, id, id, ...]` into views.
-    async fn page(
-        &self,
-        viewer: Option<&str>,
-        reply: Vec<Value>,
-    ) -> StoreResult<(Vec<ArticleView>, u64)> {
-        let mut reply = reply.into_iter();
-        let total = int(reply.next().unwrap_or(Value::Int(0)))?.max(0) as u64;
-        let ids = reply
-            .map(redis::from_redis_value::<String>)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Other(anyhow::anyhow!("bad page reply: {e}")))?;
-        Ok((self.article_views(viewer, &ids).await?, total))
-    }
-
-    /// Articles, favorite state and authors for `ids`, in two pipelined round trips. Articles
+    /// Articles, favorite state and authors for `ids`, in two waves of round trips: one small
+    /// pipeline per article (its slot), then the authors. Lists leave the body out. Articles
     /// deleted in the meantime are left out.
     async fn article_views(
         &self,
         viewer: Option<&str>,
         ids: &[String],
+        with_body: bool,
     ) -> StoreResult<Vec<ArticleView>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HGETALL").arg(self.keys.article(id));
-            pipe.cmd("SCARD").arg(self.keys.favorited_by(id));
-            if let Some(viewer) = viewer {
-                pipe.cmd("SISMEMBER")
-                    .arg(self.keys.favorited_by(id))
-                    .arg(viewer);
-            }
-        }
-        let replies: Vec<Value> = self.query("HGETALL SCARD SISMEMBER", &pipe).await?;
-        let mut replies = replies.into_iter();
+        let pipes: Vec<redis::Pipeline> = ids
+            .iter()
+            .map(|id| {
+                let mut pipe = redis::pipe();
+                if with_body {
+                    pipe.cmd("HGETALL").arg(self.keys.article(id));
+                } else {
+                    pipe.cmd("HMGET")
+                        .arg(self.keys.article(id))
+                        .arg(&LIST_FIELDS[..]);
+                }
+                pipe.cmd("SCARD").arg(self.keys.favorited_by(id));
+                if let Some(viewer) = viewer {
+                    pipe.cmd("SISMEMBER")
+                        .arg(self.keys.favorited_by(id))
+                        .arg(viewer);
+                }
+                pipe
+            })
+            .collect();
+        let replies = self
+            .query_many(
+                if with_body {
+                    "HGETALL SCARD SISMEMBER"
+                } else {
+                    "HMGET SCARD SISMEMBER"
+                },
+                &pipes,
+            )
+            .await?;
         let mut found = Vec::with_capacity(ids.len());
-        for _ in ids {
-            let article = ArticleRecord::from_hash(hash(replies.next().unwrap_or(Value::Nil))?);
-            let count = int(replies.next().unwrap_or(Value::Int(0)))?.max(0) as u64;
+        for reply in replies {
+            let mut reply = reply.into_iter();
+            let first = reply.next().unwrap_or(Value::Nil);
+            let map = if with_body {
+                hash(first)?
+            } else {
+                let fields: Vec<Option<String>> = redis::from_redis_value(first)
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!("bad article reply: {e}")))?;
+                LIST_FIELDS
+                    .iter()
+                    .zip(fields)
+                    .filter_map(|(name, value)| Some(((*name).to_owned(), value?)))
+                    .collect()
+            };
+            let article = ArticleRecord::from_hash(map);
+            let count = int(reply.next().unwrap_or(Value::Int(0)))?.max(0) as u64;
             let favorited = match viewer {
-                Some(_) => boolean(replies.next().unwrap_or(Value::Int(0)))?,
+                Some(_) => boolean(reply.next().unwrap_or(Value::Int(0)))?,
                 None => false,
             };
             if let Some(article) = article {
@@ -320,19 +699,43 @@ impl Store {
             .collect())
     }
 
-    /// Tags in use, most used first (at most 1000), in one round trip.
+    /// Tags in use, most used first (at most 1000): the top of every tag bucket, merged, in
+    /// one wave of [`TAG_BUCKETS`] round trips.
     pub async fn tags(&self) -> StoreResult<Vec<String>> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZRANGE")
-            .arg(self.keys.tags())
-            .arg("+inf")
-            .arg(1)
-            .arg("BYSCORE")
-            .arg("REV")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(1000);
-        let (tags,): (Vec<String>,) = self.query("ZRANGE", &pipe).await?;
-        Ok(tags)
+        let pipes: Vec<redis::Pipeline> = (0..TAG_BUCKETS)
+            .map(|bucket| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZRANGE")
+                    .arg(self.keys.tag_counts(bucket))
+                    .arg("+inf")
+                    .arg(1)
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1000)
+                    .arg("WITHSCORES");
+                pipe
+            })
+            .collect();
+        let replies = self.query_many("ZRANGE", &pipes).await?;
+        let mut all: Vec<(String, f64)> = Vec::new();
+        for reply in replies {
+            let pairs: Vec<(String, f64)> =
+                redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil))
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!("bad tags reply: {e}")))?;
+            all.extend(pairs);
+        }
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        Ok(all.into_iter().take(1000).map(|(tag, _)| tag).collect())
     }
+}
+
+/// Numeric ids of a sorted-set reply, ascending.
+fn ids_of(value: Value) -> StoreResult<Vec<u64>> {
+    let ids: Vec<String> = redis::from_redis_value(value)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("bad id list: {e}")))?;
+    let mut ids: Vec<u64> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+    ids.sort_unstable();
+    Ok(ids)
 }

@@ -1,10 +1,9 @@
-//! Comments on articles.
+//! Comments on articles. An article's comments live in its slot: a sorted set of ids and one hash
+//! of id -> comment JSON, so deleting the article drops them all in one O(1) step.
 
-use std::collections::HashMap;
+use serde::Deserialize;
 
-use redis::Value;
-
-use super::{field, hash, millis, IdempotencyLease, ProfileView, Store, StoreError, StoreResult};
+use super::{IdempotencyLease, ProfileView, Store, StoreError, StoreResult};
 
 /// A stored comment.
 #[derive(Debug, Clone)]
@@ -23,23 +22,38 @@ pub struct CommentView {
     pub author: ProfileView,
 }
 
+/// A comment as `add_comment.lua` stores it.
+#[derive(Deserialize)]
+struct StoredComment {
+    id: String,
+    author: String,
+    body: String,
+    created_at: String,
+    updated_at: String,
+}
+
 impl CommentRecord {
-    fn from_hash(mut map: HashMap<String, String>) -> Option<Self> {
-        if map.is_empty() {
-            return None;
-        }
+    fn from_json(raw: &str) -> Option<Self> {
+        let stored: StoredComment = serde_json::from_str(raw).ok()?;
         Some(Self {
-            created_at: millis(&mut map, "created_at"),
-            updated_at: millis(&mut map, "updated_at"),
-            id: field(&mut map, "id"),
-            author_id: field(&mut map, "author"),
-            body: field(&mut map, "body"),
+            id: stored.id,
+            author_id: stored.author,
+            body: stored.body,
+            created_at: stored.created_at.parse().unwrap_or(0),
+            updated_at: stored.updated_at.parse().unwrap_or(0),
         })
     }
 }
 
+/// Most comments one page returns.
+pub const COMMENT_PAGE: u64 = 500;
+
 impl Store {
     /// Adds a comment by `viewer` to the article at `slug`.
+    ///
+    /// Steps: a new id (kept in the idempotency record, so a retry reuses it); the comment in
+    /// the article's slot, the commit point (refused there if the article is gone); then the
+    /// idempotency result.
     ///
     /// # Returns
     /// The new comment's id.
@@ -50,13 +64,27 @@ impl Store {
         slug: &str,
         body: &str,
     ) -> StoreResult<String> {
-        self.write(
+        let article = self
+            .article_id(slug)
+            .await?
+            .ok_or(StoreError::NotFound("article"))?;
+        let candidate = self.next_id("comment").await?;
+        let (cid, _) = self.reserve(lease, &candidate).await?;
+        let keys = [
+            self.keys.article(&article),
+            self.keys.comment_ids(&article),
+            self.keys.comments(&article),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.step(
             "add_comment",
             &self.scripts.add_comment,
-            lease,
-            &[viewer, slug, body],
+            &keys,
+            &[&cid, viewer, body],
         )
-        .await
+        .await?;
+        self.idem_commit(lease, &cid).await?;
+        Ok(cid)
     }
 
     /// Deletes comment `id` from the article at `slug` if `viewer` wrote it.
@@ -67,17 +95,28 @@ impl Store {
         slug: &str,
         id: &str,
     ) -> StoreResult<()> {
-        self.write(
+        let article = self
+            .article_id(slug)
+            .await?
+            .ok_or(StoreError::NotFound("article"))?;
+        let (_, fresh) = self.reserve(lease, id).await?;
+        let keys = [
+            self.keys.comment_ids(&article),
+            self.keys.comments(&article),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.step(
             "delete_comment",
             &self.scripts.delete_comment,
-            lease,
-            &[viewer, slug, id],
+            &keys,
+            &[id, viewer, if fresh { "0" } else { "1" }],
         )
-        .await
-        .map(|_| ())
+        .await?;
+        self.idem_commit(lease, "").await
     }
 
-    /// Comments of the article at `slug`, newest first (at most 500), in four round trips.
+    /// Comments of the article at `slug`, newest first (at most [`COMMENT_PAGE`]), in three
+    /// waves of round trips.
     pub async fn comments(
         &self,
         viewer: Option<&str>,
@@ -87,43 +126,65 @@ impl Store {
             .article_id(slug)
             .await?
             .ok_or(StoreError::NotFound("article"))?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZREVRANGE")
-            .arg(self.keys.comments(&article))
-            .arg(0)
-            .arg(499);
-        let (ids,): (Vec<String>,) = self.query("ZREVRANGE", &pipe).await?;
-        self.comment_views(viewer, &ids).await
+        let (comments, _) = self.comment_page(&article, 0, COMMENT_PAGE).await?;
+        self.comment_views(viewer, comments).await
     }
 
-    /// One comment as `viewer` sees it, in two round trips.
-    pub async fn comment(&self, viewer: Option<&str>, id: &str) -> StoreResult<CommentView> {
-        self.comment_views(viewer, &[id.to_owned()])
+    /// One comment of the article at `slug` as `viewer` sees it.
+    pub async fn comment(
+        &self,
+        viewer: Option<&str>,
+        slug: &str,
+        id: &str,
+    ) -> StoreResult<CommentView> {
+        let article = self
+            .article_id(slug)
+            .await?
+            .ok_or(StoreError::NotFound("article"))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET").arg(self.keys.comments(&article)).arg(id);
+        let (raw,): (Option<String>,) = self.query("HGET", &pipe).await?;
+        let comment = raw
+            .as_deref()
+            .and_then(CommentRecord::from_json)
+            .ok_or(StoreError::NotFound("comment"))?;
+        self.comment_views(viewer, vec![comment])
             .await?
             .pop()
             .ok_or(StoreError::NotFound("comment"))
     }
 
+    /// `limit` comments of article `id` from `offset`, newest first, and how many it has.
+    async fn comment_page(
+        &self,
+        article: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(Vec<CommentRecord>, u64)> {
+        let mut invocation = self.scripts.comment_page.prepare_invoke();
+        invocation
+            .key(self.keys.comment_ids(article))
+            .key(self.keys.comments(article))
+            .arg(offset)
+            .arg(limit);
+        let reply: Vec<redis::Value> = self.eval("comment_page", &invocation).await?;
+        let mut reply = reply.into_iter();
+        let total = super::int(reply.next().unwrap_or(redis::Value::Int(0)))?.max(0) as u64;
+        let comments = reply
+            .filter_map(|v| redis::from_redis_value::<String>(v).ok())
+            .filter_map(|raw| CommentRecord::from_json(&raw))
+            .collect();
+        Ok((comments, total))
+    }
+
     async fn comment_views(
         &self,
         viewer: Option<&str>,
-        ids: &[String],
+        comments: Vec<CommentRecord>,
     ) -> StoreResult<Vec<CommentView>> {
-        if ids.is_empty() {
+        if comments.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HGETALL").arg(self.keys.comment(id));
-        }
-        let replies: Vec<Value> = self.query("HGETALL", &pipe).await?;
-        let comments = replies
-            .into_iter()
-            .map(|v| hash(v).map(CommentRecord::from_hash))
-            .collect::<StoreResult<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>();
         let mut author_ids: Vec<String> = comments.iter().map(|c| c.author_id.clone()).collect();
         author_ids.sort();
         author_ids.dedup();

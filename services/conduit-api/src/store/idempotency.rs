@@ -1,8 +1,11 @@
 //! Idempotency records: the stored outcome of a request sent with an `Idempotency-Key`.
 //!
 //! A record is business data (what a request did), kept for a TTL, never a session. Its states:
-//! `pending` (a replica holds a lease while it works), `committed` (the write is done, written in
-//! the same script as the write itself), `done` (the response is stored for replay).
+//! `pending` (a replica holds a lease while it works), `committed` (the write's commit point is
+//! passed), `done` (the response is stored for replay). A pending record may also hold `rid`, the
+//! id of the entity the request creates or changes, recorded before its first write so a retry
+//! finishes the same write. A user's records live in the user's slot; anonymous ones (register)
+//! in a slot of their own.
 
 use super::{Store, StoreError, StoreResult};
 
@@ -41,7 +44,6 @@ impl Store {
         let mut invocation = self.scripts.idempotency_begin.prepare_invoke();
         invocation
             .key(&record_key)
-            .arg(self.keys.prefix())
             .arg(&token)
             .arg(fingerprint)
             .arg(lease_secs)
@@ -96,7 +98,6 @@ impl Store {
         let mut invocation = self.scripts.idempotency_finish.prepare_invoke();
         invocation
             .key(&lease.record_key)
-            .arg(self.keys.prefix())
             .arg(&lease.token)
             .arg(status)
             .arg(body);
@@ -107,10 +108,7 @@ impl Store {
     /// Gives the key back after a failure that must not be replayed.
     pub async fn idempotency_release(&self, lease: &IdempotencyLease) -> StoreResult<()> {
         let mut invocation = self.scripts.idempotency_release.prepare_invoke();
-        invocation
-            .key(&lease.record_key)
-            .arg(self.keys.prefix())
-            .arg(&lease.token);
+        invocation.key(&lease.record_key).arg(&lease.token);
         let _: i64 = self.eval("idempotency_release", &invocation).await?;
         Ok(())
     }

@@ -1,12 +1,32 @@
-//! Redis key names. The only place (with the Lua prelude in `scripts.rs`, which mirrors these
-//! patterns for keys a script derives from data it reads) that spells a key.
+//! Redis key names: the only place that spells a key. Scripts never build one; they get every
+//! key they touch in `KEYS`.
 //!
-//! Ids are decimal numbers from `INCR`, so they are safe inside a key. Every user-supplied string
-//! that becomes part of a key (a tag, an idempotency key, an email, a client address) goes
-//! through [`escape`], so `:`, `{`, `}`, `*`, `?`, `[`, spaces and bytes outside ASCII can never
-//! form key or pattern syntax.
+//! Every key is `<prefix>:{<tag>}:<name>`. The part in braces is the Redis Cluster hash tag: keys
+//! with the same tag live in the same slot, so a script or pipeline over them is one atomic step
+//! on one node. The tags:
+//! - `{u:<id>}`: one user and everything only that user writes (user hash, following, followers,
+//!   feed, authored articles, favorites, the user's idempotency records);
+//! - `{a:<id>}`: one article (hash, favorited-by set, comments);
+//! - `{slug:…}`, `{name:…}`, `{email:…}`: one unique-value claim each (slug, lowercase username,
+//!   email), so claiming a value is one `SET`-like step on its own key;
+//! - `{tags:<n>}`: one of [`TAG_BUCKETS`] buckets of tags, holding each tag's article index and
+//!   the bucket's usage counts, so tagging an article is one atomic step;
+//! - `{all:<n>}`: one of [`ARTICLE_BUCKETS`] buckets of the global article index (bucket = id mod
+//!   the bucket count), so no single slot takes every article;
+//! - `{seq}`: the id counters; `{anon:…}`: idempotency records of anonymous requests;
+//!   `{lf:…}`: failed-login counters.
+//!
+//! Ids are decimal numbers from `INCR`. Every user-supplied string that becomes part of a key (a
+//! tag, a slug, an idempotency key, an email, a client address) goes through [`escape`], so `:`,
+//! `{`, `}`, `*`, `?`, `[`, spaces and bytes outside ASCII can never form key, hash-tag or pattern
+//! syntax.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Buckets of the global article index.
+pub const ARTICLE_BUCKETS: u64 = 16;
+/// Buckets of the tag indexes and tag counts.
+pub const TAG_BUCKETS: u64 = 16;
 
 /// Key builder bound to one prefix.
 #[derive(Debug, Clone)]
@@ -21,101 +41,189 @@ impl Keys {
         }
     }
 
-    /// The escaped prefix, as passed to scripts.
+    /// The escaped prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    fn key(&self, parts: &[&str]) -> String {
-        let mut key = self.prefix.clone();
-        for part in parts {
-            key.push(':');
-            key.push_str(part);
-        }
-        key
+    fn key(&self, tag: &str, name: &str) -> String {
+        format!("{}:{{{tag}}}:{name}", self.prefix)
     }
+
+    // --- one user: tag {u:<id>} ---
 
     /// Hash: one user.
     pub fn user(&self, id: &str) -> String {
-        self.key(&["user", id])
-    }
-    /// Hash: lowercase username -> user id.
-    pub fn users_by_username(&self) -> String {
-        self.key(&["users", "by_username"])
-    }
-    /// Hash: lowercase email -> user id.
-    pub fn users_by_email(&self) -> String {
-        self.key(&["users", "by_email"])
+        self.key(&format!("u:{}", escape(id)), "user")
     }
     /// Set: ids of the users `id` follows.
     pub fn following(&self, id: &str) -> String {
-        self.key(&["user", id, "following"])
+        self.key(&format!("u:{}", escape(id)), "following")
+    }
+    /// Set: ids of the users following `id`.
+    pub fn followers(&self, id: &str) -> String {
+        self.key(&format!("u:{}", escape(id)), "followers")
     }
     /// Sorted set: article ids in the feed of user `id` (score = article id).
     pub fn feed(&self, id: &str) -> String {
-        self.key(&["user", id, "feed"])
+        self.key(&format!("u:{}", escape(id)), "feed")
     }
-    /// Sorted set: ids of articles written by user `id`.
+    /// Sorted set: ids of articles written by user `id` (score = article id).
     pub fn authored(&self, id: &str) -> String {
-        self.key(&["user", id, "articles"])
+        self.key(&format!("u:{}", escape(id)), "articles")
     }
-    /// Sorted set: ids of articles user `id` favorited.
+    /// Sorted set: ids of articles user `id` favorited (score = article id).
     pub fn favorites(&self, id: &str) -> String {
-        self.key(&["user", id, "favorites"])
+        self.key(&format!("u:{}", escape(id)), "favorites")
     }
+
+    // --- one article: tag {a:<id>} ---
+
     /// Hash: one article.
     pub fn article(&self, id: &str) -> String {
-        self.key(&["article", id])
-    }
-    /// Sorted set: every article id (score = article id, so newest is highest).
-    pub fn articles(&self) -> String {
-        self.key(&["articles"])
-    }
-    /// Hash: slug -> article id.
-    pub fn articles_by_slug(&self) -> String {
-        self.key(&["articles", "by_slug"])
+        self.key(&format!("a:{}", escape(id)), "article")
     }
     /// Set: ids of users who favorited article `id`.
     pub fn favorited_by(&self, id: &str) -> String {
-        self.key(&["article", id, "favorited_by"])
+        self.key(&format!("a:{}", escape(id)), "favorited_by")
     }
-    /// Sorted set: comment ids of article `id`.
+    /// Sorted set: comment ids of article `id` (score = comment id).
+    pub fn comment_ids(&self, id: &str) -> String {
+        self.key(&format!("a:{}", escape(id)), "comment_ids")
+    }
+    /// Hash: comment id -> the comment as JSON, for article `id`.
     pub fn comments(&self, id: &str) -> String {
-        self.key(&["article", id, "comments"])
+        self.key(&format!("a:{}", escape(id)), "comments")
     }
-    /// Hash: one comment.
-    pub fn comment(&self, id: &str) -> String {
-        self.key(&["comment", id])
+
+    // --- unique-value claims: hash {owner, since} ---
+
+    /// Claim on a slug; its owner is the article id.
+    pub fn slug_claim(&self, slug: &str) -> String {
+        self.key(&format!("slug:{}", escape(slug)), "claim")
     }
-    /// Sorted set: tag -> number of articles carrying it.
-    pub fn tags(&self) -> String {
-        self.key(&["tags"])
+    /// Claim on a username (lowercased here); its owner is the user id.
+    pub fn username_claim(&self, username: &str) -> String {
+        self.key(
+            &format!("name:{}", escape(&username.to_lowercase())),
+            "claim",
+        )
     }
-    /// Sorted set: ids of articles carrying `tag`.
+    /// Claim on an email (already lowercased by the caller); its owner is the user id.
+    pub fn email_claim(&self, email: &str) -> String {
+        self.key(&format!("email:{}", escape(email)), "claim")
+    }
+
+    // --- bucketed global indexes ---
+
+    /// Sorted set: the ids of every article in bucket `bucket` (score = id).
+    pub fn articles_bucket(&self, bucket: u64) -> String {
+        self.key(&format!("all:{bucket}"), "articles")
+    }
+    /// The global-index bucket of article `id`.
+    pub fn article_bucket(id: &str) -> u64 {
+        id.parse::<u64>().unwrap_or_else(|_| fnv(id)) % ARTICLE_BUCKETS
+    }
+    /// All global-index buckets.
+    pub fn articles_buckets(&self) -> Vec<String> {
+        (0..ARTICLE_BUCKETS)
+            .map(|b| self.articles_bucket(b))
+            .collect()
+    }
+    /// The tag bucket of `tag`.
+    pub fn tag_bucket(tag: &str) -> u64 {
+        fnv(tag) % TAG_BUCKETS
+    }
+    /// Sorted set: ids of articles carrying `tag` (score = id).
     pub fn tagged(&self, tag: &str) -> String {
-        self.key(&["tag", &escape(tag), "articles"])
+        self.key(
+            &format!("tags:{}", Self::tag_bucket(tag)),
+            &format!("tag:{}", escape(tag)),
+        )
     }
-    /// Hash: the stored outcome of one idempotent request.
+    /// Sorted set: tag -> number of articles carrying it, for the tags of bucket `bucket`.
+    pub fn tag_counts(&self, bucket: u64) -> String {
+        self.key(&format!("tags:{bucket}"), "counts")
+    }
+    /// The tag-count key of the bucket `tag` is in.
+    pub fn tag_counts_of(&self, tag: &str) -> String {
+        self.tag_counts(Self::tag_bucket(tag))
+    }
+
+    // --- small global keys ---
+
+    /// String counter: the last id given to a `kind` (`user`, `article`, `comment`).
+    pub fn sequence(&self, kind: &str) -> String {
+        self.key("seq", kind)
+    }
+
+    /// Hash: the stored outcome of one idempotent request. A user's records live in the user's
+    /// slot (so a write's commit step can record its result atomically); anonymous ones in a
+    /// slot of their own.
     pub fn idempotency(&self, scope: &str, key: &str) -> String {
-        self.key(&["idem", &escape(scope), &escape(key)])
+        if scope == "anon" {
+            self.key(&format!("anon:{}", escape(key)), "idem")
+        } else {
+            self.key(
+                &format!("u:{}", escape(scope)),
+                &format!("idem:{}", escape(key)),
+            )
+        }
     }
     /// String counter: failed logins for one account in the current window.
     pub fn login_failures_account(&self, email: &str) -> String {
-        self.key(&["login_failures", "account", &escape(email)])
+        self.key(&format!("lf:account:{}", escape(email)), "failures")
     }
     /// String counter: failed logins from one client address in the current window.
     pub fn login_failures_address(&self, address: &str) -> String {
-        self.key(&["login_failures", "address", &escape(address)])
+        self.key(&format!("lf:address:{}", escape(address)), "failures")
     }
 }
 
+/// FNV-1a, a stable hash for choosing a bucket.
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Bytes that stay as they are in a key part: `[A-Za-z0-9._-]`. Everything else, including the
-/// separator `:`, glob characters and `%` itself, is percent-encoded.
+/// separator `:`, glob characters, braces and `%` itself, is percent-encoded.
 const KEY_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
 
 /// Percent-encodes every byte outside `[A-Za-z0-9._-]`.
 pub fn escape(s: &str) -> String {
     utf8_percent_encode(s, KEY_SAFE).to_string()
+}
+
+/// The Redis Cluster slot of `key`: CRC16 (XMODEM) of its hash tag (or of the whole key when it
+/// has none) mod 16384, as the cluster spec defines it.
+pub fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &bytes[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(bytes);
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
 }
 
 #[cfg(test)]
@@ -132,10 +240,31 @@ mod tests {
     #[test]
     fn user_strings_cannot_reach_into_another_key() {
         let keys = Keys::new("conduit");
-        assert_eq!(
-            keys.tagged("x:articles"),
-            "conduit:tag:x%3Aarticles:articles"
-        );
+        let tagged = keys.tagged("x:articles}{");
+        assert!(tagged.ends_with(":tag:x%3Aarticles%7D%7B"), "{tagged}");
+        assert_eq!(tagged.matches('{').count(), 1);
         assert_ne!(keys.idempotency("1", "a:b"), keys.idempotency("1:a", "b"));
+        assert_ne!(keys.idempotency("anon", "k"), keys.idempotency("1", "k"));
+    }
+
+    #[test]
+    fn slot_matches_the_cluster_spec_examples() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(slot("123456789"), 12739);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_ne!(slot("foo{}{bar}"), slot("bar"));
+    }
+
+    #[test]
+    fn buckets_are_stable_and_in_range() {
+        assert_eq!(Keys::article_bucket("17"), 1);
+        assert!(Keys::tag_bucket("rust") < TAG_BUCKETS);
+        assert_eq!(Keys::tag_bucket("rust"), Keys::tag_bucket("rust"));
+        assert_eq!(
+            Keys::new("p").articles_buckets().len() as u64,
+            ARTICLE_BUCKETS
+        );
     }
 }

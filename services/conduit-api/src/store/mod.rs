@@ -1,12 +1,15 @@
-//! The only code that talks to Redis.
+//! The only code that talks to Redis, over one Redis or a Redis Cluster with the same code.
 //!
-//! `Store` wraps a multiplexed, self-reconnecting connection. Reads are pipelined so each endpoint
-//! needs a fixed, small number of round trips (see docs/DATA_MODEL.md); multi-key writes are Lua
-//! scripts (`scripts.rs`) so they are atomic. Every call is bounded by a timeout: when Redis is
-//! down a request fails fast with [`StoreError::Unavailable`] instead of hanging.
+//! `Store` wraps a multiplexed, self-reconnecting connection (`conn.rs`). Every Redis call touches
+//! one slot: a pipeline or script gets keys of one hash tag only (`keys.rs`), and reads that need
+//! several slots send one small pipeline per slot, all at once, so an endpoint still needs a
+//! fixed, small number of waves of round trips (see docs/DATA_MODEL.md). Writes that span slots
+//! are sequences of idempotent steps around one commit point. Every call is bounded by a timeout:
+//! when Redis is down a request fails fast with [`StoreError::Unavailable`] instead of hanging.
 
 mod articles;
 mod comments;
+mod conn;
 mod idempotency;
 pub mod keys;
 mod scripts;
@@ -16,20 +19,27 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use futures_util::future::try_join_all;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, FromRedisValue, Pipeline, ScriptInvocation, ServerErrorKind, Value};
 
 use crate::telemetry::{self, SpanGuard};
 
 pub use articles::{ArticleChanges, ArticleFilter, ArticleRecord, ArticleView, NewArticle};
 pub use comments::{CommentRecord, CommentView};
+pub use conn::RedisTarget;
 pub use idempotency::{Begin, IdempotencyLease};
 pub use keys::Keys;
 pub use users::{ProfileView, UserChanges, UserRecord};
 
+use conn::{Connector, RedisConn};
 use scripts::Scripts;
+
+/// Milliseconds a claim whose owner is missing (or no longer holds the claimed value) must be
+/// old before another owner may take it over: longer than any request that could still be
+/// finishing the write that made it.
+const CLAIM_GRACE_MS: u64 = 60_000;
 
 /// What a store call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +79,8 @@ impl From<redis::RedisError> for StoreError {
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
             )
         );
         if transient
@@ -77,6 +89,7 @@ impl From<redis::RedisError> for StoreError {
             || err.is_connection_dropped()
             || err.is_connection_refusal()
             || err.is_unrecoverable_error()
+            || err.is_cluster_error()
         {
             Self::Unavailable(anyhow!(err))
         } else {
@@ -95,9 +108,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// workers still finish their requests.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
-    client: redis::Client,
-    manager_config: ConnectionManagerConfig,
+    conn: RedisConn,
+    connector: Connector,
+    mode: &'static str,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
     timeout: Duration,
@@ -106,19 +119,12 @@ pub struct Store {
 impl Store {
     /// Creates the handle without connecting, so a replica starts even while Redis is not up
     /// yet; the connection is made on first use and re-made after any failure.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| anyhow!("invalid REDIS_URL: {e}"))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())?;
+    pub fn new(target: &RedisTarget, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let connector = Connector::new(target, timeout)?;
         Ok(Self {
-            conn,
-            client,
-            manager_config,
+            conn: connector.connect()?,
+            connector,
+            mode: target.mode(),
             keys: Keys::new(prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
             timeout,
@@ -128,20 +134,22 @@ impl Store {
     /// The same store over a connection of its own, made on first use. Each worker calls this
     /// once on its own thread, so its Redis I/O lives and ends with the worker.
     pub fn own_connection(&self) -> Self {
-        match ConnectionManager::new_lazy_with_config(
-            self.client.clone(),
-            self.manager_config.clone(),
-        ) {
+        match self.connector.connect() {
             Ok(conn) => Self {
                 conn,
                 ..self.clone()
             },
             Err(err) => {
-                // Not expected: `new` already built a manager from the same settings.
+                // Not expected: `new` already built a connection from the same settings.
                 log::warn!("sharing the Redis connection, a new one failed error={err}");
                 self.clone()
             }
         }
+    }
+
+    /// `single` or `cluster`.
+    pub fn mode(&self) -> &'static str {
+        self.mode
     }
 
     /// The key builder (tests use it to look at what a request wrote).
@@ -157,7 +165,8 @@ impl Store {
         Ok(())
     }
 
-    /// Runs a pipeline as one round trip, in a span naming its commands, within the timeout.
+    /// Runs a pipeline (keys of one slot) as one round trip, in a span naming its commands,
+    /// within the timeout.
     async fn query<T: FromRedisValue>(
         &self,
         commands: &'static str,
@@ -173,7 +182,22 @@ impl Store {
         self.bounded(span, pipe.query_async::<T>(&mut conn)).await
     }
 
-    /// Runs a script as one round trip (EVALSHA, falling back to EVAL once after a Redis restart).
+    /// Runs pipelines of different slots at once: one wave of round trips.
+    async fn query_many(
+        &self,
+        commands: &'static str,
+        pipes: &[Pipeline],
+    ) -> StoreResult<Vec<Vec<Value>>> {
+        try_join_all(
+            pipes
+                .iter()
+                .map(|pipe| self.query::<Vec<Value>>(commands, pipe)),
+        )
+        .await
+    }
+
+    /// Runs a script as one round trip (EVALSHA, falling back to EVAL once after a Redis
+    /// restart), on the slot of its keys.
     async fn eval<T: FromRedisValue>(
         &self,
         name: &'static str,
@@ -214,30 +238,143 @@ impl Store {
         }
     }
 
-    /// Runs a write script with the common calling convention and maps its `{'err', ..}` replies.
-    async fn write(
+    /// Runs a step script that answers `{'ok', value}` / `{'err', code, ..}`.
+    async fn step(
         &self,
         name: &'static str,
         script: &redis::Script,
-        lease: Option<&IdempotencyLease>,
+        keys: &[&str],
         args: &[&str],
     ) -> StoreResult<String> {
         let mut invocation = script.prepare_invoke();
-        match lease {
-            Some(lease) => invocation
-                .key(&lease.record_key)
-                .arg(self.keys.prefix())
-                .arg(&lease.token),
-            None => invocation
-                .key(format!("{}:idem:none", self.keys.prefix()))
-                .arg(self.keys.prefix())
-                .arg(""),
-        };
+        for key in keys {
+            invocation.key(*key);
+        }
         for arg in args {
             invocation.arg(*arg);
         }
         let reply: Vec<String> = self.eval(name, &invocation).await?;
         script_outcome(reply)
+    }
+
+    /// Runs a commit step in the caller's user slot (see `scripts.rs`): `KEYS[1]` is the
+    /// request's idempotency record, or `keys[0]` again when there is none (never touched then).
+    async fn commit(
+        &self,
+        name: &'static str,
+        script: &redis::Script,
+        lease: Option<&IdempotencyLease>,
+        keys: &[&str],
+        args: &[&str],
+    ) -> StoreResult<String> {
+        let mut invocation = script.prepare_invoke();
+        match lease {
+            Some(lease) => invocation.key(&lease.record_key).arg(&lease.token),
+            None => invocation
+                .key(keys.first().copied().unwrap_or_default())
+                .arg(""),
+        };
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let reply: Vec<String> = self.eval(name, &invocation).await?;
+        script_outcome(reply)
+    }
+
+    /// A new id of `kind` (`INCR` of its sequence).
+    async fn next_id(&self, kind: &str) -> StoreResult<String> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(self.keys.sequence(kind));
+        let (id,): (i64,) = self.query("INCR", &pipe).await?;
+        Ok(id.to_string())
+    }
+
+    /// Before its first write, an idempotent request records which entity it is about, so a
+    /// retry works on the same one. Without a lease this is just `candidate`.
+    ///
+    /// # Returns
+    /// The entity id and whether this attempt is the first (`false`: a retry of a request that
+    /// may have written already).
+    async fn reserve(
+        &self,
+        lease: Option<&IdempotencyLease>,
+        candidate: &str,
+    ) -> StoreResult<(String, bool)> {
+        let Some(lease) = lease else {
+            return Ok((candidate.to_owned(), true));
+        };
+        let mut invocation = self.scripts.reserve.prepare_invoke();
+        invocation
+            .key(&lease.record_key)
+            .arg(&lease.token)
+            .arg(candidate);
+        let reply: Vec<String> = self.eval("reserve", &invocation).await?;
+        let mut parts = reply.into_iter();
+        match (parts.next().as_deref(), parts.next(), parts.next()) {
+            (Some("ok"), Some(id), fresh) => Ok((id, fresh.as_deref() == Some("1"))),
+            (Some("err"), ..) => Err(StoreError::InFlight),
+            _ => Err(StoreError::Other(anyhow!("unexpected reserve reply"))),
+        }
+    }
+
+    /// Records the result of a write whose commit step ran outside the caller's user slot.
+    async fn idem_commit(&self, lease: Option<&IdempotencyLease>, result: &str) -> StoreResult<()> {
+        let Some(lease) = lease else { return Ok(()) };
+        let mut invocation = self.scripts.idem_commit.prepare_invoke();
+        invocation
+            .key(&lease.record_key)
+            .arg(&lease.token)
+            .arg(result);
+        let _: i64 = self.eval("idem_commit", &invocation).await?;
+        Ok(())
+    }
+
+    /// Claims the unique value behind `claim` for `owner`.
+    ///
+    /// # Returns
+    /// `None` when claimed (or already owned by `owner`), else the current owner and the age of
+    /// its claim in milliseconds.
+    async fn claim(
+        &self,
+        claim: &str,
+        owner: &str,
+        stale: Option<&str>,
+    ) -> StoreResult<Option<(String, u64)>> {
+        let mut invocation = self.scripts.claim.prepare_invoke();
+        invocation
+            .key(claim)
+            .arg(owner)
+            .arg(stale.unwrap_or_default())
+            .arg(CLAIM_GRACE_MS);
+        let reply: Vec<String> = self.eval("claim", &invocation).await?;
+        let mut parts = reply.into_iter();
+        match (parts.next().as_deref(), parts.next(), parts.next()) {
+            (Some("ok"), ..) => Ok(None),
+            (Some("taken"), Some(current), age) => Ok(Some((
+                current,
+                age.and_then(|a| a.parse().ok()).unwrap_or(0),
+            ))),
+            _ => Err(StoreError::Other(anyhow!("unexpected claim reply"))),
+        }
+    }
+
+    /// Releases `claim` if `owner` still holds it.
+    async fn release(&self, claim: &str, owner: &str) -> StoreResult<()> {
+        let mut invocation = self.scripts.release.prepare_invoke();
+        invocation.key(claim).arg(owner);
+        let _: i64 = self.eval("release", &invocation).await?;
+        Ok(())
+    }
+
+    /// The owner recorded in `claim`, if any.
+    async fn claim_owner(&self, claim: &str) -> StoreResult<Option<String>> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET").arg(claim).arg("owner");
+        let (owner,): (Option<String>,) = self.query("HGET", &pipe).await?;
+        Ok(owner)
     }
 }
 
@@ -326,6 +463,78 @@ mod tests {
         ] {
             let err: StoreError = server_error(code, text).into();
             assert!(matches!(err, StoreError::Unavailable(_)), "{code}: {err:?}");
+        }
+    }
+
+    /// Every script call and every pipeline the store sends, with the keys it gets: each set
+    /// must hash to one slot, or a cluster refuses it.
+    #[test]
+    fn every_script_and_pipeline_touches_one_slot() {
+        let k = Keys::new("conduit");
+        let idem = k.idempotency("7", "key-1");
+        let sets: Vec<(&str, Vec<String>)> = vec![
+            ("follow", vec![idem.clone(), k.following("7")]),
+            ("favorite", vec![idem.clone(), k.favorites("7")]),
+            (
+                "create_article (author list)",
+                vec![idem.clone(), k.authored("7")],
+            ),
+            ("update_user", vec![idem.clone(), k.user("7")]),
+            ("reserve / idem_commit (user)", vec![idem.clone()]),
+            ("reserve (anonymous)", vec![k.idempotency("anon", "x:{y}")]),
+            ("claim slug", vec![k.slug_claim("a-{b}")]),
+            ("claim username", vec![k.username_claim("Jake")]),
+            ("claim email", vec![k.email_claim("j@x")]),
+            ("put_user", vec![k.user("7")]),
+            ("put_article / update_article", vec![k.article("9")]),
+            (
+                "delete_article",
+                vec![
+                    k.article("9"),
+                    k.favorited_by("9"),
+                    k.comment_ids("9"),
+                    k.comments("9"),
+                ],
+            ),
+            (
+                "add_comment",
+                vec![k.article("9"), k.comment_ids("9"), k.comments("9")],
+            ),
+            (
+                "delete_comment / comment_page",
+                vec![k.comment_ids("9"), k.comments("9")],
+            ),
+            (
+                "tag",
+                vec![k.tagged("rust:{x}"), k.tag_counts_of("rust:{x}")],
+            ),
+            ("article view", vec![k.article("9"), k.favorited_by("9")]),
+            ("feed page", vec![k.feed("7")]),
+            (
+                "follow tail (target)",
+                vec![k.followers("3"), k.authored("3")],
+            ),
+            (
+                "delete tail (author)",
+                vec![k.authored("7"), k.followers("7")],
+            ),
+            ("login failures", vec![k.login_failures_account("j@x")]),
+            ("sequence", vec![k.sequence("article"), k.sequence("user")]),
+        ];
+        for (name, keys) in sets {
+            let first = keys::slot(&keys[0]);
+            for key in &keys {
+                assert_eq!(keys::slot(key), first, "{name}: {key} is on another slot");
+            }
+        }
+        // And different entities do not all land on one slot.
+        assert_ne!(keys::slot(&k.user("1")), keys::slot(&k.user("2")));
+        assert_ne!(keys::slot(&k.article("1")), keys::slot(&k.user("1")));
+        for tag in 0..keys::TAG_BUCKETS {
+            assert_ne!(
+                keys::slot(&k.tag_counts(tag)),
+                keys::slot(&k.articles_bucket(0))
+            );
         }
     }
 

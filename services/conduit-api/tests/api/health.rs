@@ -1,4 +1,4 @@
-use crate::helpers::spawn_app;
+use crate::helpers::{cluster_urls, spawn_app};
 use reqwest::StatusCode;
 
 #[tokio::test]
@@ -14,6 +14,12 @@ async fn health_and_readiness_name_the_replica() {
     assert_eq!(health.body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.body["status"], "ok");
+    let mode = if cluster_urls().is_some() {
+        "cluster"
+    } else {
+        "single"
+    };
+    assert_eq!(ready.body["redis"], mode, "{}", ready.body);
 }
 
 #[tokio::test]

@@ -12,9 +12,57 @@ pub const TEST_KEYS: &str = "test1:0123456789abcdef0123456789abcdef0123";
 /// A second key, for rotation tests.
 pub const OTHER_KEY: &str = "test2:fedcba9876543210fedcba9876543210fedc";
 
-/// Redis for the tests: `CONDUIT_TEST_REDIS_URL`, set by scripts/test.sh.
+/// The single Redis for the tests: `CONDUIT_TEST_REDIS_URL`, set by scripts/test.sh. There is
+/// no default: a test never talks to a Redis it was not given.
 pub fn redis_url() -> String {
-    std::env::var("CONDUIT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    std::env::var("CONDUIT_TEST_REDIS_URL")
+        .expect("CONDUIT_TEST_REDIS_URL is not set: run the tests with scripts/test.sh")
+}
+
+/// The Redis Cluster seeds when the suite runs in cluster mode
+/// (`CONDUIT_TEST_REDIS_CLUSTER_URLS`, set by scripts/test.sh for its second run).
+pub fn cluster_urls() -> Option<String> {
+    std::env::var("CONDUIT_TEST_REDIS_CLUSTER_URLS")
+        .ok()
+        .filter(|urls| !urls.trim().is_empty())
+}
+
+/// The data tier of this run: `REDIS_CLUSTER_URLS` in cluster mode, else `REDIS_URL`.
+pub fn redis_env(command: &mut std::process::Command) -> &mut std::process::Command {
+    match cluster_urls() {
+        Some(urls) => command.env("REDIS_CLUSTER_URLS", urls),
+        None => command
+            .env("REDIS_URL", redis_url())
+            .env_remove("REDIS_CLUSTER_URLS"),
+    }
+}
+
+/// The URLs of the Redis servers that hold data: the single node, or every cluster primary.
+pub fn data_nodes() -> Vec<String> {
+    let Some(urls) = cluster_urls() else {
+        return vec![redis_url()];
+    };
+    let seed = urls.split(',').next().unwrap_or_default().trim().to_owned();
+    let mut con = redis::Client::open(seed)
+        .unwrap()
+        .get_connection()
+        .expect("cannot reach the test cluster (is scripts/test.sh running it?)");
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con).unwrap();
+    let mut primaries: Vec<String> = nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let flags = fields.get(2)?;
+            if !flags.contains("master") || flags.contains("fail") {
+                return None;
+            }
+            let addr = fields.get(1)?.split('@').next()?;
+            Some(format!("redis://{addr}"))
+        })
+        .collect();
+    primaries.sort();
+    assert!(!primaries.is_empty(), "no primary in CLUSTER NODES");
+    primaries
 }
 
 fn init_logs() {
@@ -35,6 +83,7 @@ pub fn test_config(prefix: &str, replica: &str) -> Config {
     Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         redis_url: redis_url(),
+        redis_cluster_urls: cluster_urls(),
         redis_prefix: prefix.to_owned(),
         redis_timeout_ms: 1000,
         jwt_keys: Some(TEST_KEYS.to_owned()),
@@ -268,21 +317,52 @@ impl TestApp {
         reply.body["article"]["slug"].as_str().unwrap().to_owned()
     }
 
-    /// A synchronous Redis connection to look at what requests wrote.
-    pub fn redis(&self) -> redis::Connection {
-        redis::Client::open(redis_url())
-            .unwrap()
-            .get_connection()
-            .expect("cannot reach the test Redis (is scripts/test.sh running it?)")
+    /// Every key under this app's prefix, per data node (every primary in cluster mode).
+    pub fn keys_by_node(&self) -> Vec<(String, Vec<String>)> {
+        data_nodes()
+            .into_iter()
+            .map(|node| {
+                let mut con = redis::Client::open(node.as_str())
+                    .unwrap()
+                    .get_connection()
+                    .expect("cannot reach the test Redis (is scripts/test.sh running it?)");
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}:*", self.prefix))
+                    .query(&mut con)
+                    .unwrap();
+                (node, keys)
+            })
+            .collect()
+    }
+
+    /// Runs one command on the test Redis, routed to the key's node in cluster mode.
+    pub fn redis_cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        match cluster_urls() {
+            Some(urls) => {
+                let client = redis::cluster::ClusterClient::new(urls.split(',').map(str::trim))
+                    .expect("bad CONDUIT_TEST_REDIS_CLUSTER_URLS");
+                let mut con = client
+                    .get_connection()
+                    .expect("cannot reach the test cluster (is scripts/test.sh running it?)");
+                cmd.query(&mut con).unwrap()
+            }
+            None => {
+                let mut con = redis::Client::open(redis_url())
+                    .unwrap()
+                    .get_connection()
+                    .expect("cannot reach the test Redis (is scripts/test.sh running it?)");
+                cmd.query(&mut con).unwrap()
+            }
+        }
     }
 
     /// Every key under this app's prefix.
     pub fn keys(&self) -> Vec<String> {
-        let mut con = self.redis();
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut con)
-            .unwrap();
+        let mut keys: Vec<String> = self
+            .keys_by_node()
+            .into_iter()
+            .flat_map(|(_, keys)| keys)
+            .collect();
         keys.sort();
         keys
     }

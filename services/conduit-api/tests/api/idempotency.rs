@@ -19,9 +19,7 @@ async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &serde_json:
 fn article_count(app: &TestApp) -> usize {
     app.keys()
         .iter()
-        .filter(|k| {
-            k.starts_with(&format!("{}:article:", app.prefix)) && k.matches(':').count() == 2
-        })
+        .filter(|k| k.starts_with(&format!("{}:{{a:", app.prefix)) && k.ends_with("}:article"))
         .count()
 }
 
@@ -132,7 +130,7 @@ async fn a_write_committed_by_a_replica_that_died_is_not_repeated_by_the_retry()
     let fingerprint =
         conduit_api::idempotency::fingerprint("POST", "/api/articles", "", body.as_bytes());
     let store = Store::new(
-        &crate::helpers::redis_url(),
+        &test_config(&prefix, "doomed").redis_target(),
         &prefix,
         std::time::Duration::from_secs(2),
     )

@@ -2,6 +2,7 @@
 
 mod articles;
 mod auth;
+mod cluster;
 mod comments;
 mod conformance;
 mod health;

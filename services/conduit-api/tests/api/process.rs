@@ -1,6 +1,6 @@
 //! The real binary: refusing to start without keys, key generation, and graceful shutdown.
 
-use crate::helpers::{free_port, redis_url, unique_prefix, TEST_KEYS};
+use crate::helpers::{free_port, redis_env, unique_prefix, TEST_KEYS};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -71,9 +71,10 @@ fn get(port: u16, path: &str) -> Option<u16> {
 fn sigterm_drains_then_exits_0() {
     // Arrange: the binary with a 3-second drain.
     let port = free_port();
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    redis_env(&mut command);
+    let mut child = command
         .env("CONDUIT_ADDR", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", redis_url())
         .env("CONDUIT_REDIS_PREFIX", unique_prefix())
         .env("CONDUIT_JWT_KEYS", TEST_KEYS)
         .env("CONDUIT_DRAIN_SECONDS", "3")

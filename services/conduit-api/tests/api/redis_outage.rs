@@ -36,6 +36,7 @@ async fn requests_fail_fast_with_503_while_redis_is_down_and_recover_after() {
     let port = free_port();
     let mut config = test_config(&unique_prefix(), "lonely");
     config.redis_url = format!("redis://127.0.0.1:{port}");
+    config.redis_cluster_urls = None;
     let app = spawn_with(config).await;
     let not_ready = app.get("/readyz", None).await;
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Traces: one client trace spread over three replicas, seen by a real OTLP receiver.
 
-use crate::helpers::{free_port, redis_url, unique_prefix, TEST_KEYS};
+use crate::helpers::{free_port, redis_env, unique_prefix, TEST_KEYS};
 use otlp_receiver::{Receiver, SpanRecord};
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_conduit-api");
 
 /// A replica process exporting to the receiver, over gRPC or HTTP/protobuf.
 fn replica(name: &str, port: u16, prefix: &str, endpoint: &str, protocol: &str) -> Child {
-    replica_with_redis(name, port, prefix, endpoint, protocol, &redis_url())
+    replica_with_redis(name, port, prefix, endpoint, protocol, None)
 }
 
 fn replica_with_redis(
@@ -19,11 +19,17 @@ fn replica_with_redis(
     prefix: &str,
     endpoint: &str,
     protocol: &str,
-    redis: &str,
+    redis: Option<&str>,
 ) -> Child {
-    Command::new(BIN)
+    let mut command = Command::new(BIN);
+    match redis {
+        Some(url) => command
+            .env("REDIS_URL", url)
+            .env_remove("REDIS_CLUSTER_URLS"),
+        None => redis_env(&mut command),
+    };
+    command
         .env("CONDUIT_ADDR", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", redis)
         .env("CONDUIT_REDIS_PREFIX", prefix)
         .env("CONDUIT_JWT_KEYS", TEST_KEYS)
         .env("CONDUIT_REPLICA_ID", name)
@@ -254,7 +260,7 @@ async fn a_failed_request_is_an_error_in_its_trace_with_the_warning_as_an_event(
         &unique_prefix(),
         &receiver.grpc_endpoint(),
         "grpc",
-        &dead_redis,
+        Some(&dead_redis),
     );
     let client = reqwest::Client::new();
     wait_for(&client, port, "/healthz").await;

@@ -1,0 +1,107 @@
+//! The key layout on a Redis Cluster: data spreads over every primary, and unique-value claims
+//! left behind by a failed write do not block forever. Both also run against a single Redis.
+
+use crate::helpers::{data_nodes, spawn_app};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn the_data_of_many_users_and_articles_spreads_over_every_primary() {
+    // Arrange: a few users who write tagged articles, follow and favorite.
+    let app = spawn_app().await;
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(app.register(&format!("writer{i}")).await);
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        let tag = format!("tag{i}");
+        app.create_article(token, &format!("Post number {i}"), &[&tag, "common"])
+            .await;
+    }
+    app.post("/api/profiles/writer1/follow", Some(&tokens[0]), json!({}))
+        .await;
+    // Act
+    let by_node = app.keys_by_node();
+    // Assert: every data node (every primary in cluster mode) holds some of this app's keys.
+    assert_eq!(by_node.len(), data_nodes().len());
+    for (node, keys) in &by_node {
+        assert!(
+            keys.len() >= 3,
+            "{node} holds {} keys: {keys:?}",
+            keys.len()
+        );
+    }
+    let total: usize = by_node.iter().map(|(_, keys)| keys.len()).sum();
+    assert_eq!(total, app.keys().len());
+    // The site-wide list and the tag list still see everything.
+    let list = app.get("/api/articles?limit=100", None).await;
+    assert_eq!(list.body["articlesCount"], 8);
+    let tags = app.get("/api/tags", None).await.body["tags"].clone();
+    assert_eq!(tags[0], "common", "{tags}");
+    assert_eq!(tags.as_array().map(Vec::len), Some(9));
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_user_that_never_came_to_exist_is_taken_over_after_a_grace_period() {
+    let app = spawn_app().await;
+    // A register that claimed "ghost" for user 999 and died before writing the user, long ago...
+    let old = format!("{}:{{name:ghost}}:claim", app.prefix);
+    let () = app.redis_cmd(
+        redis::cmd("HSET")
+            .arg(&old)
+            .arg("owner")
+            .arg("999")
+            .arg("since")
+            .arg("1000"),
+    );
+    // ...and one that died a moment ago, still inside the grace period.
+    let recent = format!("{}:{{name:fresh}}:claim", app.prefix);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let () = app.redis_cmd(
+        redis::cmd("HSET")
+            .arg(&recent)
+            .arg("owner")
+            .arg("998")
+            .arg("since")
+            .arg(&now_ms),
+    );
+    // The missing users are nobody: no profile behind either claim.
+    assert_eq!(
+        app.get("/api/profiles/ghost", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The old claim is taken over; the recent one still blocks, and blocks only the username.
+    app.register("ghost").await;
+    assert_eq!(
+        app.get("/api/profiles/ghost", None).await.status,
+        StatusCode::OK
+    );
+    let blocked = app
+        .post(
+            "/api/users",
+            None,
+            json!({"user": {"username": "fresh", "email": "fresh@example.com", "password": "password123"}}),
+        )
+        .await;
+    assert_eq!(
+        blocked.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        blocked.body
+    );
+    assert!(blocked.errors().contains_key("username"));
+    assert!(!blocked.errors().contains_key("email"));
+    // The failed register gave its email claim back: another name can use that email.
+    let other = app
+        .post(
+            "/api/users",
+            None,
+            json!({"user": {"username": "fresh2", "email": "fresh@example.com", "password": "password123"}}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
+}
