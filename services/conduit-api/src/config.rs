@@ -92,6 +92,11 @@ pub struct Config {
     )]
     pub redis_cluster_urls: Option<String>,
 
+    /// Replicas a write waits for (`WAIT`) before it is acknowledged; defaults to 1 in cluster
+    /// mode and 0 for a single Redis. A primary with no replica attached keeps taking writes.
+    #[arg(long, env = "CONDUIT_REDIS_MIN_REPLICAS", global = true)]
+    pub redis_min_replicas: Option<u32>,
+
     /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
     #[arg(
         long,
@@ -198,6 +203,16 @@ pub struct Config {
     )]
     pub login_window: u64,
 
+    /// Followers whose feeds a new or deleted article reaches within the request; the feeds of
+    /// any further followers are filled by the fan-out workers of every replica, in batches.
+    #[arg(
+        long,
+        env = "CONDUIT_FANOUT_INLINE",
+        default_value_t = 100,
+        global = true
+    )]
+    pub fanout_inline: u64,
+
     /// Take the client address from the last `X-Forwarded-For` entry (set behind a proxy).
     #[arg(
         long,
@@ -209,6 +224,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Replicas a write waits for: the configured number, else 1 in cluster mode, 0 otherwise.
+    pub fn min_replicas(&self) -> u32 {
+        self.redis_min_replicas
+            .unwrap_or(match self.redis_target() {
+                crate::store::RedisTarget::Cluster(_) => 1,
+                crate::store::RedisTarget::Single(_) => 0,
+            })
+    }
+
     /// The Redis to use: the cluster when `REDIS_CLUSTER_URLS` names nodes, else `REDIS_URL`.
     pub fn redis_target(&self) -> crate::store::RedisTarget {
         crate::store::RedisTarget::from_config(&self.redis_url, self.redis_cluster_urls.as_deref())

@@ -37,6 +37,7 @@ pub struct AppState {
 /// A bound, ready-to-run replica.
 pub struct Application {
     port: u16,
+    store: Store,
     server: Server,
     draining: Draining,
     drain: Duration,
@@ -55,7 +56,9 @@ impl Application {
             &target,
             &config.redis_prefix,
             Duration::from_millis(config.redis_timeout_ms),
-        )?;
+        )?
+        .with_inline_fanout(config.fanout_inline)
+        .with_min_replicas(config.min_replicas());
         let listener = TcpListener::bind(config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let port = listener.local_addr()?.port();
@@ -66,19 +69,21 @@ impl Application {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         log::info!(
-            "replica starting port={port} workers={workers} redis={} signing_kid={} ring={}",
+            "replica starting port={port} workers={workers} redis={} min_replicas={} signing_kid={} ring={}",
             target.mode(),
+            config.min_replicas(),
             keys.current_kid(),
             keys.fingerprint()
         );
         let keys = Arc::new(keys);
         let shared = draining.clone();
         let replica = replica_id.clone();
+        let workers_store = store.clone();
         let server = HttpServer::new(move || {
             // Built once per worker, on the worker's thread: see `Store::own_connection`.
             let state = web::Data::new(AppState {
                 config: config.clone(),
-                store: store.own_connection(),
+                store: workers_store.own_connection(),
                 keys: keys.clone(),
                 replica_id: replica.clone(),
                 draining: shared.clone(),
@@ -105,6 +110,7 @@ impl Application {
         .run();
         Ok(Self {
             port,
+            store,
             server,
             draining,
             drain,
@@ -151,7 +157,15 @@ impl Application {
                 handle.stop(true).await;
             });
         }
-        self.server.await
+        // The feed fan-out worker, on a connection of its own (it polls the job stream).
+        let worker = tokio::spawn(
+            self.store
+                .own_connection()
+                .run_fanout_worker(crate::store::consumer_name(&self.replica_id)),
+        );
+        let result = self.server.await;
+        worker.abort();
+        result
     }
 }
 

@@ -169,6 +169,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Parses `limit` and `offset`, reporting bad values as 422.
 fn page(limit: Option<&str>, offset: Option<&str>) -> Result<(u64, u64), ApiError> {
+    bounded_page(limit, offset, DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// Parses `limit` (default `default`, capped at `max`) and `offset`, reporting bad values as 422.
+pub(crate) fn bounded_page(
+    limit: Option<&str>,
+    offset: Option<&str>,
+    default: u64,
+    max: u64,
+) -> Result<(u64, u64), ApiError> {
     let mut v = Validation::new();
     // A non-negative int64, as the document says; u64 would also take 2^63 and up.
     let parse = |s: &str| {
@@ -180,8 +190,8 @@ fn page(limit: Option<&str>, offset: Option<&str>) -> Result<(u64, u64), ApiErro
     };
     let limit = v
         .optional("limit", limit, parse)
-        .unwrap_or(DEFAULT_LIMIT)
-        .min(MAX_LIMIT);
+        .unwrap_or(default)
+        .min(max);
     let offset = v
         .optional("offset", offset, parse)
         .unwrap_or(0)

@@ -2,7 +2,7 @@
 
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::profiles::Profile;
 use super::timestamp;
@@ -23,6 +23,22 @@ pub(crate) struct NewComment {
     /// Not blank.
     #[schema(value_type = String, required = true, max_length = 10000, pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$")]
     body: Option<String>,
+}
+
+/// Comments per page when `limit` is not given.
+pub const DEFAULT_COMMENTS: u64 = 100;
+/// Largest comment page.
+pub const MAX_COMMENTS: u64 = 500;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CommentPageQuery {
+    /// Page size, default 100; larger values are capped at 500.
+    #[param(value_type = Option<u64>)]
+    limit: Option<String>,
+    /// Comments to skip (newest first), default 0.
+    #[param(value_type = Option<u64>)]
+    offset: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -64,16 +80,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(delete_comment);
 }
 
-/// Comments of an article, newest first; auth optional.
-#[utoipa::path(tag = "Comments", params(("slug" = String, Path)),
-    responses((status = 200, body = MultipleCommentsResponse), (status = 404, body = ErrorBody)))]
+/// Comments of an article, newest first, one page (`limit` default 100, at most 500); auth
+/// optional.
+#[utoipa::path(tag = "Comments", params(("slug" = String, Path), CommentPageQuery),
+    responses((status = 200, body = MultipleCommentsResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[get("/api/articles/{slug}/comments")]
 pub(crate) async fn list_comments(
     state: web::Data<AppState>,
     viewer: MaybeAuthUser,
     slug: web::Path<String>,
+    query: web::Query<CommentPageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let comments = state.store.comments(viewer.id(), &slug).await?;
+    let (limit, offset) = super::articles::bounded_page(
+        query.limit.as_deref(),
+        query.offset.as_deref(),
+        DEFAULT_COMMENTS,
+        MAX_COMMENTS,
+    )?;
+    let comments = state
+        .store
+        .comments(viewer.id(), &slug, limit, offset)
+        .await?;
     Ok(HttpResponse::Ok().json(MultipleCommentsResponse {
         comments: comments.into_iter().map(Comment::from).collect(),
     }))

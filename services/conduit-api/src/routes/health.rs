@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::startup::AppState;
+use crate::store::ReplicaState;
 
 /// Set once SIGTERM arrives; readiness turns 503 while the replica keeps serving.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +34,14 @@ pub(crate) struct HealthResponse {
     version: &'static str,
     /// How this replica reaches Redis: `single` or `cluster`.
     redis: &'static str,
+    /// Readiness only: `ok` when every Redis primary has the replicas writes wait for
+    /// (`CONDUIT_REDIS_MIN_REPLICAS`), `missing` when some has not (writes go on without),
+    /// `not_required` when writes do not wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<&'static str>,
+    /// Readiness only: the primaries without enough replicas.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    primaries_without_replica: Vec<String>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -45,6 +54,8 @@ fn health(state: &AppState, status: &'static str) -> HealthResponse {
         replica: state.replica_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
         redis: state.store.mode(),
+        replicas: None,
+        primaries_without_replica: Vec::new(),
     }
 }
 
@@ -63,7 +74,22 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable().json(health(&state, "draining"));
     }
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(health(&state, "ok")),
+        Ok(()) => {
+            let mut body = health(&state, "ok");
+            match state.store.replica_state().await {
+                Ok(ReplicaState::NotRequired) => body.replicas = Some("not_required"),
+                Ok(ReplicaState::Ok) => body.replicas = Some("ok"),
+                Ok(ReplicaState::Missing(nodes)) => {
+                    body.replicas = Some("missing");
+                    body.primaries_without_replica = nodes;
+                }
+                Err(err) => {
+                    log::warn!("readiness check failed error={err}");
+                    return HttpResponse::ServiceUnavailable().json(health(&state, "unavailable"));
+                }
+            }
+            HttpResponse::Ok().json(body)
+        }
         Err(err) => {
             log::warn!("readiness check failed error={err}");
             HttpResponse::ServiceUnavailable().json(health(&state, "unavailable"))

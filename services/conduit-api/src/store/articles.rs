@@ -234,10 +234,12 @@ impl Store {
         )
         .await?;
         self.index_article(author, &id, new.tags).await?;
+        self.durable().await?;
         Ok(id)
     }
 
-    /// The idempotent tail of creating article `id`: tags, global index, followers' feeds.
+    /// The idempotent tail of creating article `id`: tags, global index, followers' feeds (the
+    /// first batch now, the rest by the fan-out workers: `fanout.rs`).
     async fn index_article(&self, author: &str, id: &str, tags: &[String]) -> StoreResult<()> {
         self.retag(id, tags, true).await?;
         let mut pipe = redis::pipe();
@@ -247,8 +249,8 @@ impl Store {
             .arg(id)
             .ignore();
         let () = self.query("ZADD", &pipe).await?;
-        let followers = self.members(&self.keys.followers(author)).await?;
-        self.fan_out(&followers, Keys::feed, id, true).await
+        self.fan_out_article(author, id, true, self.fanout_inline)
+            .await
     }
 
     /// The article at `slug` (id, author, slug, tags), or `NotFound`; with a lease, the id is
@@ -351,6 +353,7 @@ impl Store {
             self.retag(&id, new_tags, true).await?;
             self.retag(&id, &removed, false).await?;
         }
+        self.durable().await?;
         Ok(id)
     }
 
@@ -375,7 +378,7 @@ impl Store {
             // A retry of a delete that committed: finish the tail.
             self.release(&self.keys.slug_claim(slug), &id).await?;
             self.idem_commit(lease, "").await?;
-            return Ok(());
+            return self.durable().await;
         };
         if current.author_id != viewer {
             return Err(StoreError::Forbidden("article"));
@@ -391,11 +394,10 @@ impl Store {
         pipe.cmd("ZREM")
             .arg(self.keys.authored(viewer))
             .arg(&id)
-            .ignore()
-            .cmd("SMEMBERS")
-            .arg(self.keys.followers(viewer));
-        let (followers,): (Vec<String>,) = self.query("ZREM SMEMBERS", &pipe).await?;
-        self.fan_out(&followers, Keys::feed, &id, false).await?;
+            .ignore();
+        let () = self.query("ZREM", &pipe).await?;
+        self.fan_out_article(viewer, &id, false, self.fanout_inline)
+            .await?;
         let fans = self.members(&self.keys.favorited_by(&id)).await?;
         self.fan_out(&fans, Keys::favorites, &id, false).await?;
         let keys = [
@@ -414,7 +416,8 @@ impl Store {
         .await?;
         self.release(&self.keys.slug_claim(&current.slug), &id)
             .await?;
-        self.idem_commit(lease, "").await
+        self.idem_commit(lease, "").await?;
+        self.durable().await
     }
 
     /// Marks (or unmarks) the article at `slug` as a favorite of `viewer`.
@@ -450,6 +453,7 @@ impl Store {
             .arg(viewer)
             .ignore();
         let () = self.query("SADD", &pipe).await?;
+        self.durable().await?;
         Ok(id)
     }
 

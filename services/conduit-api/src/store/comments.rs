@@ -45,9 +45,6 @@ impl CommentRecord {
     }
 }
 
-/// Most comments one page returns.
-pub const COMMENT_PAGE: u64 = 500;
-
 impl Store {
     /// Adds a comment by `viewer` to the article at `slug`.
     ///
@@ -84,6 +81,7 @@ impl Store {
         )
         .await?;
         self.idem_commit(lease, &cid).await?;
+        self.durable().await?;
         Ok(cid)
     }
 
@@ -112,21 +110,24 @@ impl Store {
             &[id, viewer, if fresh { "0" } else { "1" }],
         )
         .await?;
-        self.idem_commit(lease, "").await
+        self.idem_commit(lease, "").await?;
+        self.durable().await
     }
 
-    /// Comments of the article at `slug`, newest first (at most [`COMMENT_PAGE`]), in three
-    /// waves of round trips.
+    /// `limit` comments of the article at `slug` from `offset`, newest first, in three waves
+    /// of round trips.
     pub async fn comments(
         &self,
         viewer: Option<&str>,
         slug: &str,
+        limit: u64,
+        offset: u64,
     ) -> StoreResult<Vec<CommentView>> {
         let article = self
             .article_id(slug)
             .await?
             .ok_or(StoreError::NotFound("article"))?;
-        let (comments, _) = self.comment_page(&article, 0, COMMENT_PAGE).await?;
+        let (comments, _) = self.comment_page(&article, offset, limit).await?;
         self.comment_views(viewer, comments).await
     }
 

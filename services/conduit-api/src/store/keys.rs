@@ -13,6 +13,7 @@
 //!   the bucket's usage counts, so tagging an article is one atomic step;
 //! - `{all:<n>}`: one of [`ARTICLE_BUCKETS`] buckets of the global article index (bucket = id mod
 //!   the bucket count), so no single slot takes every article;
+//! - `{fanout}`: the stream of feed fan-out jobs;
 //! - `{seq}`: the id counters; `{anon:…}`: idempotency records of anonymous requests;
 //!   `{lf:…}`: failed-login counters.
 //!
@@ -151,6 +152,11 @@ impl Keys {
     }
 
     // --- small global keys ---
+
+    /// Stream: feed fan-out jobs, read by every replica through one consumer group.
+    pub fn fanout_jobs(&self) -> String {
+        self.key("fanout", "jobs")
+    }
 
     /// String counter: the last id given to a `kind` (`user`, `article`, `comment`).
     pub fn sequence(&self, kind: &str) -> String {

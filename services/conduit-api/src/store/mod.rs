@@ -10,6 +10,8 @@
 mod articles;
 mod comments;
 mod conn;
+mod durability;
+mod fanout;
 mod idempotency;
 pub mod keys;
 mod scripts;
@@ -29,11 +31,14 @@ use crate::telemetry::{self, SpanGuard};
 pub use articles::{ArticleChanges, ArticleFilter, ArticleRecord, ArticleView, NewArticle};
 pub use comments::{CommentRecord, CommentView};
 pub use conn::RedisTarget;
+pub use durability::ReplicaState;
+pub use fanout::{consumer_name, FEED_MAX};
 pub use idempotency::{Begin, IdempotencyLease};
 pub use keys::Keys;
 pub use users::{ProfileView, UserChanges, UserRecord};
 
 use conn::{Connector, RedisConn};
+use durability::ReplicaWatch;
 use scripts::Scripts;
 
 /// Milliseconds a claim whose owner is missing (or no longer holds the claimed value) must be
@@ -69,6 +74,11 @@ pub enum StoreError {
 
 impl From<redis::RedisError> for StoreError {
     fn from(err: redis::RedisError) -> Self {
+        // A Redis at its `maxmemory` refuses writes: the data tier is full, not the request bad.
+        if err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed") {
+            log::error!("redis is out of memory (OOM): writes are refused until memory is freed or maxmemory raised error={err}");
+            return Self::Unavailable(anyhow!("redis out of memory (OOM): {err}"));
+        }
         // A Redis that is loading its data after a restart, or in the middle of a failover,
         // answers with an error that means "try again shortly": that is unavailability too.
         let transient = matches!(
@@ -114,6 +124,12 @@ pub struct Store {
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
     timeout: Duration,
+    /// Followers whose feeds a new article reaches within the request (`fanout.rs`).
+    fanout_inline: u64,
+    /// Replicas a write waits for (`durability.rs`), and how long, in milliseconds.
+    min_replicas: u32,
+    wait_ms: u64,
+    replica_watch: ReplicaWatch,
 }
 
 impl Store {
@@ -128,7 +144,29 @@ impl Store {
             keys: Keys::new(prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
             timeout,
+            fanout_inline: 100,
+            min_replicas: 0,
+            wait_ms: (timeout.as_millis() as u64 / 2).max(1),
+            replica_watch: ReplicaWatch::default(),
         })
+    }
+
+    /// The same store, acknowledging writes only after `replicas` replicas have them (see
+    /// `durability.rs`).
+    pub fn with_min_replicas(self, replicas: u32) -> Self {
+        Self {
+            min_replicas: replicas,
+            ..self
+        }
+    }
+
+    /// The same store, filling the feeds of at most `followers` followers within a request
+    /// (the rest through the fan-out job stream).
+    pub fn with_inline_fanout(self, followers: u64) -> Self {
+        Self {
+            fanout_inline: followers,
+            ..self
+        }
     }
 
     /// The same store over a connection of its own, made on first use. Each worker calls this
@@ -535,6 +573,18 @@ mod tests {
                 keys::slot(&k.tag_counts(tag)),
                 keys::slot(&k.articles_bucket(0))
             );
+        }
+    }
+
+    #[test]
+    fn a_redis_out_of_memory_is_unavailable_and_says_so() {
+        let err: StoreError =
+            server_error("OOM", "command not allowed when used memory > 'maxmemory'.").into();
+        match err {
+            StoreError::Unavailable(cause) => {
+                assert!(cause.to_string().contains("out of memory (OOM)"), "{cause}")
+            }
+            other => panic!("not unavailable: {other:?}"),
         }
     }
 

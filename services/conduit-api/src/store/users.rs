@@ -162,6 +162,7 @@ impl Store {
             .arg(password_hash);
         let _: i64 = self.eval("put_user", &invocation).await?;
         self.idem_commit(lease, &id).await?;
+        self.durable().await?;
         Ok(id)
     }
 
@@ -247,7 +248,7 @@ impl Store {
         for claim in released {
             self.release(&claim, id).await?;
         }
-        Ok(())
+        self.durable().await
     }
 
     /// The profile of `username` as `viewer` sees it, in two round trips.
@@ -394,12 +395,18 @@ impl Store {
                 for id in chunk {
                     pipe.arg(id).arg(id);
                 }
+                pipe.ignore()
+                    .cmd("ZREMRANGEBYRANK")
+                    .arg(&feed)
+                    .arg(0)
+                    .arg(-(super::fanout::FEED_MAX + 1));
             } else {
                 pipe.cmd("ZREM").arg(&feed).arg(chunk);
             }
             pipe.ignore();
             let () = self.query(if on { "ZADD" } else { "ZREM" }, &pipe).await?;
         }
+        self.durable().await?;
         Ok(target)
     }
 

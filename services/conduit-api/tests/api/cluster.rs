@@ -105,3 +105,59 @@ async fn a_claim_left_by_a_user_that_never_came_to_exist_is_taken_over_after_a_g
         .await;
     assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
 }
+
+#[tokio::test]
+async fn followers_beyond_the_inline_batch_get_a_new_article_through_the_fan_out_workers() {
+    // Arrange: a replica that fills no feed within the request, so every feed goes through the
+    // job stream and the fan-out workers.
+    let mut config = crate::helpers::test_config(&crate::helpers::unique_prefix(), "fan");
+    config.fanout_inline = 0;
+    let app = crate::helpers::spawn_with(config).await;
+    let jake = app.register("jake").await;
+    let anne = app.register("anne").await;
+    let bob = app.register("bob").await;
+    for token in [&anne, &bob] {
+        let reply = app
+            .post("/api/profiles/jake/follow", Some(token), json!({}))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    // Act
+    let slug = app.create_article(&jake, "Fanned out", &[]).await;
+    // Assert: both feeds get it, within a bounded wait (polling, not timing).
+    for token in [&anne, &bob] {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            let feed = app.get("/api/articles/feed", Some(token)).await;
+            seen = feed.body["articles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["slug"].as_str().unwrap().to_owned())
+                .collect();
+            if !seen.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen, vec![slug.clone()]);
+    }
+    // Deleting it takes it out of the feeds the same way.
+    assert_eq!(
+        app.delete(&format!("/api/articles/{slug}"), Some(&jake))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    for token in [&anne, &bob] {
+        let mut count = serde_json::Value::Null;
+        for _ in 0..200 {
+            count = app.get("/api/articles/feed", Some(token)).await.body["articlesCount"].clone();
+            if count == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(count, 0);
+    }
+}

@@ -116,3 +116,38 @@ async fn comment_errors() {
         );
     }
 }
+
+#[tokio::test]
+async fn comments_come_in_pages_with_limit_and_offset() {
+    let app = spawn_app().await;
+    let jake = app.register("jake").await;
+    app.create_article(&jake, "post", &[]).await;
+    for i in 0..5 {
+        let reply = app
+            .post(
+                "/api/articles/post/comments",
+                Some(&jake),
+                json!({"comment": {"body": format!("c{i}")}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let bodies = |reply: &crate::helpers::Reply| -> Vec<String> {
+        reply.body["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = app
+        .get("/api/articles/post/comments?limit=2&offset=1", None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(bodies(&page), vec!["c3", "c2"]);
+    let all = app.get("/api/articles/post/comments", None).await;
+    assert_eq!(bodies(&all), vec!["c4", "c3", "c2", "c1", "c0"]);
+    let bad = app.get("/api/articles/post/comments?limit=-1", None).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(bad.errors().contains_key("limit"));
+}

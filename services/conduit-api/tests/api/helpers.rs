@@ -99,6 +99,8 @@ pub fn test_config(prefix: &str, replica: &str) -> Config {
         login_max_failures: 10,
         login_window: 300,
         trust_forwarded: false,
+        fanout_inline: 100,
+        redis_min_replicas: None,
     }
 }
 

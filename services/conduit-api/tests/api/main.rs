@@ -5,6 +5,7 @@ mod auth;
 mod cluster;
 mod comments;
 mod conformance;
+mod durability;
 mod health;
 mod helpers;
 mod hostile_input;

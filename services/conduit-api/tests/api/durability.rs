@@ -1,0 +1,149 @@
+//! `CONDUIT_REDIS_MIN_REPLICAS`: a write is acknowledged only once a replica has it; a primary
+//! without any replica keeps taking writes and readiness says so.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{cluster_urls, free_port, spawn_with, test_config, unique_prefix};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// A `redis-server` child, killed on drop.
+struct Server(Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_server(extra: &[&str]) -> Server {
+    let port = free_port();
+    let server = Server(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed for the tests"),
+        port,
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not start on port {port}");
+}
+
+fn info_replication(port: u16) -> String {
+    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut con)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn readiness_says_whether_writes_wait_for_replicas() {
+    let app = crate::helpers::spawn_app().await;
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    // Single node: 0 by default; the test cluster has a replica per primary.
+    let want = if cluster_urls().is_some() {
+        "ok"
+    } else {
+        "not_required"
+    };
+    assert_eq!(ready.body["replicas"], want, "{}", ready.body);
+}
+
+#[tokio::test]
+async fn a_primary_without_a_replica_keeps_taking_writes_and_readiness_says_so() {
+    // Arrange: a Redis of its own with no replica, and a replica that wants one.
+    let primary = redis_server(&[]);
+    let mut config = test_config(&unique_prefix(), "alone");
+    config.redis_url = format!("redis://127.0.0.1:{}", primary.1);
+    config.redis_cluster_urls = None;
+    config.redis_min_replicas = Some(1);
+    let app = spawn_with(config).await;
+    // Act
+    let token = app.register("jake").await;
+    let slug = app.create_article(&token, "Still written", &[]).await;
+    // Assert
+    assert_eq!(
+        app.get(&format!("/api/articles/{slug}"), None).await.status,
+        StatusCode::OK
+    );
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body["replicas"], "missing", "{}", ready.body);
+}
+
+#[tokio::test]
+async fn a_write_its_attached_replica_did_not_acknowledge_is_503_and_the_retry_completes_it() {
+    // Arrange: a primary with one replica attached, and a replica of the API that waits for it.
+    let primary = redis_server(&[]);
+    let replica = redis_server(&["--replicaof", "127.0.0.1", &primary.1.to_string()]);
+    let mut online = false;
+    for _ in 0..100 {
+        if info_replication(primary.1).contains("state=online") {
+            online = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(online, "the replica did not attach");
+    let mut config = test_config(&unique_prefix(), "careful");
+    config.redis_url = format!("redis://127.0.0.1:{}", primary.1);
+    config.redis_cluster_urls = None;
+    config.redis_min_replicas = Some(1);
+    let app = spawn_with(config).await;
+    let token = app.register("jake").await;
+    let body = json!({"article": {"title": "Durable", "description": "d", "body": "b"}});
+    let post = || {
+        app.raw(
+            Method::POST,
+            "/api/articles",
+            Some(&token),
+            Some(body.to_string().into_bytes()),
+            &[("Idempotency-Key", "durable-1")],
+        )
+    };
+    // Act 1: the replica stops acknowledging (still attached), and a write is made.
+    let stopped = Command::new("kill")
+        .args(["-STOP", &replica.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let refused = post().await;
+    // Assert 1: not acknowledged.
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    // Act 2: the replica is back and the client retries with the same key.
+    let resumed = Command::new("kill")
+        .args(["-CONT", &replica.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(resumed.success());
+    let retry = post().await;
+    // Assert 2: the retry completes the same article, once.
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    assert_eq!(retry.body["article"]["slug"], "durable");
+    let list = app.get("/api/articles", None).await;
+    assert_eq!(list.body["articlesCount"], 1, "{}", list.body);
+    drop(replica);
+}
