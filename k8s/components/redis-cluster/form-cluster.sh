@@ -6,7 +6,8 @@
 # Waits until every name resolves and its node answers PING, then runs
 # `redis-cli --cluster create IP:PORT ... --cluster-replicas 1` with the resolved addresses
 # (redis-cli 7.0 wants addresses, not names). Idempotent: when any node already belongs to a
-# cluster (it knows other nodes or holds slots), nothing is created; the script waits for
+# cluster (it knows other nodes or holds slots), nothing is created; the script introduces the
+# members to each other by their current addresses (they may all have changed), waits for
 # cluster_state:ok and exits 0. Used by deploy/compose.cluster.yaml (one-shot service) and by
 # the Job of this component.
 #
@@ -70,6 +71,19 @@ if [ "$formed" = 0 ]; then
     log "creating the cluster from$addresses"
     # shellcheck disable=SC2086 # one argument per address
     redis-cli --cluster create $addresses --cluster-replicas 1 --cluster-yes
+else
+    # Nodes that all come back with new addresses (every container or pod recreated) cannot
+    # find each other from nodes.conf alone. Introducing each member to one of them by its
+    # current address lets the cluster update the addresses; for connected nodes it is a no-op.
+    for address in $addresses; do
+        ip=${address%:*}
+        [ "$ip" != "$first" ] || continue
+        if [ "$(info_field "$ip" cluster_known_nodes)" -gt 1 ]; then
+            redis-cli -h "$first" -p "$PORT" cluster meet "$ip" "$PORT" >/dev/null
+        else
+            log "$ip is empty and in no cluster: not adding it (redis-cli --cluster add-node does)"
+        fi
+    done
 fi
 
 until [ "$(info_field "$first" cluster_state)" = ok ]; do
