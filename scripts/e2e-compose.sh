@@ -148,7 +148,7 @@ teardown() {
         log "tearing down project $PROJECT"
         "${COMPOSE[@]}" down -v -t 5 >>"$COMPOSE_LOG" 2>&1 || true
         # podman-compose down can leave scaled replicas behind.
-        podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
+        podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f -v -t 0 >/dev/null 2>&1 || true
         podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
         podman network ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman network rm -f >/dev/null 2>&1 || true
     fi
