@@ -6,10 +6,10 @@
 # Waits until every name resolves and its node answers PING, then runs
 # `redis-cli --cluster create IP:PORT ... --cluster-replicas 1` with the resolved addresses
 # (redis-cli 7.0 wants addresses, not names). Idempotent: when any node already belongs to a
-# cluster (it knows other nodes or holds slots), nothing is created; the script introduces the
-# members to each other by their current addresses (they may all have changed), waits for
-# cluster_state:ok and exits 0. Used by deploy/compose.cluster.yaml (one-shot service) and by
-# the Job of this component.
+# cluster (it knows other nodes or holds slots), nothing is created; members that one node
+# does not know at their current addresses (they may all have changed) are introduced to it;
+# then the script waits for cluster_state:ok and exits 0. Used by deploy/compose.cluster.yaml
+# (one-shot service) and by the Job of this component.
 #
 # Environment: REDIS_PORT [6379], WAIT_SECONDS for the nodes and for cluster_state:ok [120].
 # Needs redis-cli and getent (both in the Redis image).
@@ -73,13 +73,19 @@ if [ "$formed" = 0 ]; then
     redis-cli --cluster create $addresses --cluster-replicas 1 --cluster-yes
 else
     # Nodes that all come back with new addresses (every container or pod recreated) cannot
-    # find each other from nodes.conf alone. Introducing each member to one of them by its
-    # current address lets the cluster update the addresses; for connected nodes it is a no-op.
+    # find each other from nodes.conf alone. Each member that $first does not know at its
+    # current address is introduced to it (CLUSTER MEET), which lets the cluster update the
+    # address. A healthy cluster knows every current address, so nothing is sent.
+    view=$(redis-cli -h "$first" -p "$PORT" cluster nodes | tr -d '\r')
     for address in $addresses; do
         ip=${address%:*}
         [ "$ip" != "$first" ] || continue
+        if printf '%s\n' "$view" | grep -q " $address@[0-9]*[ ,].* connected"; then
+            continue
+        fi
         if [ "$(info_field "$ip" cluster_known_nodes)" -gt 1 ]; then
             redis-cli -h "$first" -p "$PORT" cluster meet "$ip" "$PORT" >/dev/null
+            log "introduced $ip to $first: it knew no connected node there"
         else
             log "$ip is empty and in no cluster: not adding it (redis-cli --cluster add-node does)"
         fi
