@@ -38,6 +38,11 @@ class Stats:
         self.write_failures = []
         self.acked_slugs = []
         self.replicas = {}
+        # Wall-clock start (time.time()) of every failed read, and per wall-clock second the
+        # reads that started in it: [ok, failed]. The caller compares them with the moment it
+        # broke something.
+        self.read_failure_starts = []
+        self.reads_by_second = {}
 
     def count_request(self, served_by):
         with self.lock:
@@ -87,13 +92,18 @@ class Traffic:
         while self.running():
             path = paths[i % len(paths)]
             i += 1
+            started = time.time()
             status, headers, body = request(self.args.base_url, "GET", path, self.args.token)
             self.stats.count_request(headers.get("X-Served-By") if headers else None)
             with self.stats.lock:
+                second = self.stats.reads_by_second.setdefault(int(started), [0, 0])
                 if status == 200:
                     self.stats.reads_ok += 1
+                    second[0] += 1
                 else:
                     self.stats.reads_failed += 1
+                    second[1] += 1
+                    self.stats.read_failure_starts.append(round(started, 3))
                     if len(self.stats.read_failures) < 20:
                         self.stats.read_failures.append(
                             {"path": path, "status": status, "body": body[:200].decode("utf-8", "replace"),
@@ -158,6 +168,8 @@ class Traffic:
             "write_failures": s.write_failures,
             "acked_slugs": s.acked_slugs,
             "replicas": s.replicas,
+            "read_failure_starts": sorted(s.read_failure_starts),
+            "reads_by_second": {str(k): v for k, v in sorted(s.reads_by_second.items())},
         }
 
 

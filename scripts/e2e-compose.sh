@@ -8,6 +8,14 @@
 #   - under continuous traffic, scaling down to 2 and SIGKILLing one replica fails no read and
 #     loses or duplicates no acknowledged write (Idempotency-Key retries; counted in Redis),
 #   - Redis restarts with its data (append-only file) and the API recovers by itself.
+# With --cluster the data lives in a Redis Cluster of six nodes (deploy/compose.cluster.yaml)
+# instead; after the same RealWorld flow it checks
+#   - the cluster formed (3 primaries with a replica each, cluster_state:ok) and every replica
+#     runs in cluster mode (/readyz),
+#   - under continuous traffic, SIGKILLing a Redis primary container: its replica takes over,
+#     reads fail only within the failover window (cluster node timeout + 3 s) and none after,
+#     every write is acknowledged (Idempotency-Key retries) and all of them are in the cluster,
+#   - the killed node comes back from its volume (nodes.conf) as a replica.
 # Everything the test started is removed at the end, also on failure. Prints a summary table.
 set -euo pipefail
 
@@ -20,9 +28,12 @@ Usage: scripts/e2e-compose.sh [OPTIONS]
 Runs the compose cluster end to end with podman-compose and checks it through nginx.
 
 Options:
+  --cluster        run the data in a Redis Cluster (deploy/compose.cluster.yaml) and kill a
+                   Redis primary under traffic instead of scaling the API and restarting Redis
   --skip-build     use the existing images (do not run scripts/build-images.sh)
   --keep           leave the stack running at the end (for debugging); remove it later with
                    podman-compose -p <project> -f compose.yaml -f deploy/compose.offline.yaml down -v
+                   (with --cluster add -f deploy/compose.cluster.yaml)
   -h, --help       show this help
 
 Environment:
@@ -30,7 +41,8 @@ Environment:
   E2E_HTTP_PORT    host port for nginx [a free port]
   E2E_TRAFFIC_SECONDS  upper bound of the traffic phase [60]
   CONDUIT_REDIS_PREFIX Redis key prefix of the API [conduit]
-  Image variables as in scripts/build-images.sh and deploy/compose.offline.yaml.
+  Image variables as in scripts/build-images.sh and deploy/compose.offline.yaml; with
+  --cluster the Redis nodes run REDIS_OFFLINE_IMAGE too.
 EOF
 }
 
@@ -39,8 +51,10 @@ die() { log "error: $*"; exit 1; }
 
 BUILD=1
 KEEP=0
+CLUSTER=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
+        --cluster) CLUSTER=1 ;;
         --skip-build) BUILD=0 ;;
         --keep) KEEP=1 ;;
         -h | --help) usage; exit 0 ;;
@@ -61,7 +75,11 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-PROJECT=${E2E_PROJECT:-conduit-e2e-$$}
+if [[ $CLUSTER == 1 ]]; then
+    PROJECT=${E2E_PROJECT:-conduit-e2e-cluster-$$}
+else
+    PROJECT=${E2E_PROJECT:-conduit-e2e-$$}
+fi
 PREFIX=${CONDUIT_REDIS_PREFIX:-conduit}
 TRAFFIC_SECONDS=${E2E_TRAFFIC_SECONDS:-60}
 export CONDUIT_HTTP_PORT=${E2E_HTTP_PORT:-$(free_port)}
@@ -70,6 +88,12 @@ export JAEGER_UI_PORT=${JAEGER_UI_PORT:-$(free_port)}
 BASE="http://127.0.0.1:$CONDUIT_HTTP_PORT"
 REPORT_URL="http://127.0.0.1:$OTLP_REPORT_PORT/report?spans=false"
 COMPOSE=(podman-compose -p "$PROJECT" -f "$ROOT/compose.yaml" -f "$ROOT/deploy/compose.offline.yaml")
+if [[ $CLUSTER == 1 ]]; then
+    COMPOSE+=(-f "$ROOT/deploy/compose.cluster.yaml")
+    # The cluster nodes take REDIS_IMAGE; offline that is the Redis stand-in.
+    export REDIS_IMAGE=${REDIS_OFFLINE_IMAGE:-localhost/redis:offline}
+    NODES=(redis-node-1 redis-node-2 redis-node-3 redis-node-4 redis-node-5 redis-node-6)
+fi
 TMP=$(mktemp -d)
 COMPOSE_LOG="$TMP/compose.log"
 START=$SECONDS
@@ -124,7 +148,7 @@ teardown() {
         log "tearing down project $PROJECT"
         "${COMPOSE[@]}" down -v -t 5 >>"$COMPOSE_LOG" 2>&1 || true
         # podman-compose down can leave scaled replicas behind.
-        podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
+        podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f -v -t 0 >/dev/null 2>&1 || true
         podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
         podman network ls -q --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman network rm -f >/dev/null 2>&1 || true
     fi
@@ -187,6 +211,81 @@ distinct_replicas() {
     ((${#seen[@]} >= want))
 }
 count_words() { wc -w <<<"$1" | tr -d ' '; }
+tr_get() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/traffic.json" "$1"; }
+# The traffic summary without its long lists.
+TRAFFIC_SUMMARY='{k: v for k, v in d.items() if k not in ("acked_slugs", "read_failure_starts", "reads_by_second")}'
+zcard_sum() {
+    # zcard_sum CLI...: the number of articles in the global index one Redis holds, where CLI
+    # runs redis-cli against it. Counts the single index key `<prefix>:articles` and the
+    # buckets `<prefix>:{all:<n>}:articles` of the cluster key layout, whichever exist.
+    local total=0 key n
+    while read -r key; do
+        [[ -n $key ]] || continue
+        n=$("$@" ZCARD "$key")
+        total=$((total + n))
+    done < <("$@" --scan --pattern "$PREFIX:articles" && "$@" --scan --pattern "$PREFIX:{all:*}:articles")
+    echo "$total"
+}
+
+# --- Redis Cluster helpers (--cluster) -----------------------------------------------------------
+# Nodes announce their container addresses, so redis-cli runs inside a node container
+# ($CLIENT_NODE, one that stays up) and reaches the others by address.
+CLIENT_NODE=
+node_ip() { podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
+node_with_ip() {
+    # node_with_ip IP: the node container with that address
+    local node
+    for node in "${NODES[@]}"; do
+        [[ $(node_ip "$(container "$node")") == "$1" ]] && { container "$node"; return 0; }
+    done
+    return 1
+}
+ncli() { podman exec "$CLIENT_NODE" redis-cli "$@" | tr -d '\r'; }
+cluster_field() { ncli CLUSTER INFO | sed -n "s/^$1://p"; }
+serving_primaries() {
+    # The addresses of the primaries that are not marked failed.
+    ncli CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ { split($2, a, ":"); print a[1] }'
+}
+articles_in_cluster() {
+    local ip total=0 n
+    for ip in $(serving_primaries); do
+        n=$(zcard_sum ncli -h "$ip")
+        total=$((total + n))
+    done
+    echo "$total"
+}
+cluster_shape() {
+    # Sets CLUSTER_SHAPE to "P primaries with slots (C with a replica), R replicas, F failed" as
+    # $CLIENT_NODE sees it; true for 3 primaries each with a connected replica, nothing failed
+    # and cluster_state:ok.
+    ncli CLUSTER NODES >"$TMP/cluster-nodes" || return 1
+    CLUSTER_SHAPE=$(awk '
+        $3 ~ /master/ && NF >= 9 { primaries[$1] = 1 }
+        $3 ~ /slave/ && $8 == "connected" { replicated[$4] = 1; replicas++ }
+        $3 ~ /fail/ { failed++ }
+        END {
+            covered = 0
+            for (p in primaries) { n++; if (p in replicated) covered++ }
+            printf "%d primaries with slots (%d with a replica), %d replicas, %d failed\n", n, covered, replicas, failed
+        }' "$TMP/cluster-nodes")
+    [[ $CLUSTER_SHAPE == "3 primaries with slots (3 with a replica), 3 replicas, 0 failed" &&
+        $(cluster_field cluster_state) == ok ]]
+}
+readyz_modes() {
+    # readyz_modes N: GETs /readyz N times through nginx; sets MODES ("replica=mode ...") and
+    # is true when every answer was 200 and named the cluster mode.
+    local i bad=0 mode
+    declare -A modes=()
+    for ((i = 0; i < $1; i++)); do
+        api GET /readyz
+        mode=$(json 'd.get("redis", "(none)")' 2>/dev/null || echo '(no body)')
+        [[ $STATUS == 200 && $mode == cluster ]] || bad=$((bad + 1))
+        modes[${SERVED_BY:-?}]=$mode
+    done
+    MODES=
+    for i in "${!modes[@]}"; do MODES+="${MODES:+ }$i=${modes[$i]}"; done
+    ((bad == 0))
+}
 
 # --- build and start ---------------------------------------------------------------------------
 if [[ $BUILD == 1 ]]; then
@@ -200,7 +299,11 @@ for image in "$CONDUIT_API_IMAGE" "${NGINX_OFFLINE_IMAGE:-localhost/nginx:offlin
     "${REDIS_OFFLINE_IMAGE:-localhost/redis:offline}"; do
     podman image exists "$image" || die "image $image is missing (run scripts/build-images.sh)"
 done
-SERVICES=(redis keygen api nginx)
+if [[ $CLUSTER == 1 ]]; then
+    SERVICES=("${NODES[@]}" redis-cluster-init keygen api nginx)
+else
+    SERVICES=(redis keygen api nginx)
+fi
 if podman image exists "$OTLP_RECEIVER_IMAGE"; then
     SERVICES+=(jaeger)
 else
@@ -210,6 +313,23 @@ fi
 log "starting project $PROJECT with 3 replicas, nginx on $BASE"
 UP_START=$SECONDS
 compose up -d --no-build --scale api=3 "${SERVICES[@]}" || die "podman-compose up failed (log: see above)"
+if [[ $CLUSTER == 1 ]]; then
+    INIT=$(container redis-cluster-init)
+    init_done() { [[ $(podman inspect --format '{{.State.Status}}' "$INIT") == exited ]]; }
+    wait_until 120 "redis-cluster-init to finish" init_done || true
+    INIT_EXIT=$(podman inspect --format '{{.State.ExitCode}}' "$INIT")
+    check "the cluster forms (redis-cluster-init)" \
+        "$(init_done && echo "exit $INIT_EXIT" || echo 'still running'), $((SECONDS - UP_START)) s after up: $(podman logs --tail 1 "$INIT" 2>&1 | cut -c1-100)" \
+        test "$(init_done && echo "$INIT_EXIT")" = 0
+    CLIENT_NODE=$(container redis-node-1)
+    wait_until 20 "cluster_state:ok with 3 primaries and 3 replicas" cluster_shape || true
+    CLUSTER_SHAPE=
+    if cluster_shape; then
+        record "cluster_state:ok, 3 primaries + 3 replicas" ok "$CLUSTER_SHAPE"
+    else
+        record "cluster_state:ok, 3 primaries + 3 replicas" FAIL "state $(cluster_field cluster_state); $CLUSTER_SHAPE"
+    fi
+fi
 wait_until 60 "nginx" http_ok /nginx-health
 check "nginx answers /nginx-health" "$((SECONDS - UP_START)) s after up" http_ok /nginx-health
 wait_until 90 "a ready replica behind nginx" http_ok /readyz || true
@@ -218,6 +338,13 @@ if distinct_replicas 3 60 /readyz; then
     record "3 replicas serve" ok "$REQUESTS requests: $SEEN"
 else
     record "3 replicas serve" FAIL "only '$SEEN' in $REQUESTS requests"
+fi
+if [[ $CLUSTER == 1 ]]; then
+    if readyz_modes 12; then
+        record "replicas run in cluster mode (/readyz)" ok "$MODES"
+    else
+        record "replicas run in cluster mode (/readyz)" FAIL "$MODES"
+    fi
 fi
 
 # --- the RealWorld flow through nginx --------------------------------------------------------
@@ -287,80 +414,210 @@ PY
     check "trace receiver has every serving replica" "$(cat "$TMP/load-report.txt" 2>/dev/null || echo 'no report')" load_spans_ok
 fi
 
-# --- scale up to 5 -----------------------------------------------------------------------------
-NGINX_STARTED=$(podman inspect --format '{{.State.StartedAt}}' "$(container nginx)")
-log "scaling to 5 replicas"
-SCALE_START=$SECONDS
-compose up -d --no-build --scale api=5 "${SERVICES[@]}" || die "podman-compose up --scale api=5 failed"
-if distinct_replicas 5 400 /readyz; then
-    record "scale to 5: nginx finds 5 replicas" ok "$REQUESTS requests, $((SECONDS - SCALE_START)) s: $SEEN"
+# --- single Redis: scale the API, kill a replica, restart Redis ----------------------------------
+single_node_phases() {
+    # --- scale up to 5 -----------------------------------------------------------------------------
+    NGINX_STARTED=$(podman inspect --format '{{.State.StartedAt}}' "$(container nginx)")
+    log "scaling to 5 replicas"
+    SCALE_START=$SECONDS
+    compose up -d --no-build --scale api=5 "${SERVICES[@]}" || die "podman-compose up --scale api=5 failed"
+    if distinct_replicas 5 400 /readyz; then
+        record "scale to 5: nginx finds 5 replicas" ok "$REQUESTS requests, $((SECONDS - SCALE_START)) s: $SEEN"
+    else
+        record "scale to 5: nginx finds 5 replicas" FAIL "only '$SEEN' in $REQUESTS requests"
+    fi
+    check "nginx was not restarted" "started $NGINX_STARTED" \
+        test "$(podman inspect --format '{{.State.StartedAt}}' "$(container nginx)")" = "$NGINX_STARTED"
+
+    # --- scale down and kill under traffic -----------------------------------------------------------
+    ARTICLES_BEFORE=$(zcard_sum redis_cli)
+    log "traffic for up to $TRAFFIC_SECONDS s; $ARTICLES_BEFORE articles in Redis"
+    python3 "$ROOT/scripts/compose-traffic.py" --base-url "$BASE" --token "$TOKEN" --read-slug "$SLUG" \
+        --duration "$TRAFFIC_SECONDS" --stop-file "$TMP/stop" >"$TMP/traffic.json" &
+    TRAFFIC_PID=$!
+    TRAFFIC_START=$SECONDS
+    sleep 4
+    log "scaling down to 2: stopping replicas 5, 4 and 3 (SIGTERM, drain)"
+    podman stop -t 20 "$(container api 5)" "$(container api 4)" "$(container api 3)" >>"$COMPOSE_LOG" 2>&1
+    # podman-compose created nginx with a dependency on the first 3 replicas, so replica 3 can be
+    # stopped but not removed while nginx exists; the later ones go away completely.
+    for c in "$(container api 5)" "$(container api 4)"; do
+        podman logs "$c" >"$TMP/removed-$c.log" 2>&1 || true
+    done
+    podman rm "$(container api 5)" "$(container api 4)" >>"$COMPOSE_LOG" 2>&1
+    sleep 3
+    VICTIM=$(container api 2)
+    log "SIGKILL $VICTIM, $((SECONDS - TRAFFIC_START)) s into the traffic"
+    podman kill --signal KILL "$VICTIM" >>"$COMPOSE_LOG" 2>&1
+    sleep 8
+    touch "$TMP/stop"
+    wait "$TRAFFIC_PID" || die "the traffic generator failed"
+
+    READS_OK=$(tr_get 'd["reads_ok"]')
+    READS_FAILED=$(tr_get 'd["reads_failed"]')
+    ACKED=$(tr_get 'd["writes_acked"]')
+    UNACKED=$(tr_get 'd["writes_unacked"]')
+    RETRIES=$(tr_get 'd["write_retries"]')
+    DISTINCT_ACKED=$(tr_get 'len(set(d["acked_slugs"]))')
+    log "traffic: $(tr_get "$TRAFFIC_SUMMARY")"
+    READ_FAILURES=$(tr_get '"; ".join("%s %s at %ss: %s" % (f["path"], f["status"], f["at"], f["body"][:80].replace("|", "/").replace("\\n", " ")) for f in d["read_failures"][:3])')
+    check "no failed read under scale-down + SIGKILL" "$READS_OK ok, $READS_FAILED failed${READ_FAILURES:+ (first: $READ_FAILURES)}" \
+        test "$READS_FAILED" = 0 -a "$READS_OK" -gt 0
+    check "every write acknowledged (with retries)" "$ACKED acknowledged, $UNACKED not, $RETRIES retries" \
+        test "$UNACKED" = 0 -a "$ACKED" -gt 0 -a "$DISTINCT_ACKED" = "$ACKED"
+    ARTICLES_AFTER=$(zcard_sum redis_cli)
+    check "no write lost or duplicated (Redis)" \
+        "articles in the global index $ARTICLES_BEFORE -> $ARTICLES_AFTER, expected +$ACKED" \
+        test "$ARTICLES_AFTER" = "$((ARTICLES_BEFORE + ACKED))"
+    api GET "/api/articles?tag=e2e-traffic&limit=1"
+    TAGGED=-1
+    [[ $STATUS == 200 ]] && TAGGED=$(json 'd["articlesCount"]')
+    check "acknowledged writes readable via the API" "articlesCount for tag e2e-traffic: $TAGGED" \
+        test "$TAGGED" = "$ACKED"
+
+    # --- restart Redis -----------------------------------------------------------------------------
+    log "restarting Redis"
+    check "Redis runs with appendonly" "CONFIG GET appendonly" \
+        test "$(redis_cli CONFIG GET appendonly | tail -n 1)" = yes
+    REDIS_START=$SECONDS
+    podman restart -t 10 "$(container redis)" >>"$COMPOSE_LOG" 2>&1
+    wait_until 60 "Redis" test "$(redis_cli PING 2>/dev/null)" = PONG || true
+    wait_until 60 "the API to reconnect" http_ok "/api/articles/$SLUG" || true
+    check "API recovers after a Redis restart" "$((SECONDS - REDIS_START)) s until GET article 200" \
+        http_ok "/api/articles/$SLUG"
+    ARTICLES_RESTARTED=$(zcard_sum redis_cli 2>/dev/null || echo none)
+    check "data survives the Redis restart" "articles in the global index $ARTICLES_RESTARTED, expected $ARTICLES_AFTER" \
+        test "$ARTICLES_RESTARTED" = "$ARTICLES_AFTER"
+    api POST /api/users/login "{\"user\":{\"email\":\"$USERNAME@example.com\",\"password\":\"$PASSWORD\"}}"
+    check "log in again after the restart" "status $STATUS via ${SERVED_BY:-?}" test "$STATUS" = 200
+}
+
+# --- Redis Cluster: kill a primary under traffic ---------------------------------------------------
+cluster_phases() {
+    # The victim: the primary holding the most keys; its replica must take over.
+    local ip size best=-1 victim_ip='' victim_id='' replica_ip=''
+    ncli CLUSTER NODES >"$TMP/cluster-nodes"
+    for ip in $(serving_primaries); do
+        size=$(ncli -h "$ip" DBSIZE)
+        if ((size > best)); then best=$size victim_ip=$ip; fi
+    done
+    victim_id=$(awk -v ip="$victim_ip:" 'index($2, ip) == 1 { print $1 }' "$TMP/cluster-nodes")
+    replica_ip=$(awk -v id="$victim_id" '$4 == id && $3 ~ /slave/ { split($2, a, ":"); print a[1]; exit }' "$TMP/cluster-nodes")
+    VICTIM=$(node_with_ip "$victim_ip") || die "no node container has the primary's address $victim_ip"
+    REPLICA=$(node_with_ip "$replica_ip") || die "no replica of $VICTIM ($victim_ip) in CLUSTER NODES"
+    # redis-cli from the replica from now on: it stays up.
+    CLIENT_NODE=$REPLICA
+    NODE_TIMEOUT_MS=$(ncli CONFIG GET cluster-node-timeout | tail -n 1)
+    WINDOW=$(((NODE_TIMEOUT_MS + 999) / 1000 + 3))
+
+    ARTICLES_BEFORE=$(articles_in_cluster)
+    log "traffic for up to $TRAFFIC_SECONDS s; $ARTICLES_BEFORE articles in the cluster"
+    python3 "$ROOT/scripts/compose-traffic.py" --base-url "$BASE" --token "$TOKEN" --read-slug "$SLUG" \
+        --duration "$TRAFFIC_SECONDS" --stop-file "$TMP/stop" >"$TMP/traffic.json" &
+    TRAFFIC_PID=$!
+    TRAFFIC_START=$SECONDS
+    sleep 5
+    log "SIGKILL primary $VICTIM ($victim_ip, $best keys), $((SECONDS - TRAFFIC_START)) s into the traffic; its replica is $REPLICA ($replica_ip)"
+    KILL_AT=$(date +%s.%N)
+    podman kill --signal KILL "$VICTIM" >>"$COMPOSE_LOG" 2>&1
+
+    # The replica takes over once the others saw the primary fail for the node timeout.
+    PROMOTED_AFTER=
+    local deadline=$((SECONDS + 30))
+    while ((SECONDS < deadline)); do
+        if [[ $(ncli ROLE | head -n 1) == master ]]; then
+            PROMOTED_AFTER=$(python3 -c 'import sys, time; print("%.1f" % (time.time() - float(sys.argv[1])))' "$KILL_AT")
+            break
+        fi
+        sleep 0.25
+    done
+    if [[ -n $PROMOTED_AFTER ]]; then
+        record "the killed primary's replica takes over" ok "$REPLICA is primary $PROMOTED_AFTER s after the kill (node timeout $NODE_TIMEOUT_MS ms)"
+    else
+        record "the killed primary's replica takes over" FAIL "$REPLICA is still a replica 30 s after the kill"
+    fi
+    state_ok() { [[ $(cluster_field cluster_state) == ok ]]; }
+    wait_until 10 "cluster_state:ok after the failover" state_ok || true
+    check "cluster_state:ok after the failover" \
+        "killed node marked $(ncli CLUSTER NODES | awk -v ip="$victim_ip:" 'index($2, ip) == 1 { print $3 }')" state_ok
+
+    # Traffic goes on until the failover window has passed, and 8 s more.
+    local until_s
+    until_s=$(python3 -c 'import sys, time; print(max(0, float(sys.argv[1]) + int(sys.argv[2]) + 8 - time.time()))' "$KILL_AT" "$WINDOW")
+    sleep "$until_s"
+    touch "$TMP/stop"
+    wait "$TRAFFIC_PID" || die "the traffic generator failed"
+    log "traffic: $(tr_get "$TRAFFIC_SUMMARY")"
+
+    # Reads are judged by when they started: before the kill none may fail, within the window
+    # (node timeout + 3 s) some may, after it none, and some must have succeeded after it.
+    local verdict status=0
+    verdict=$(python3 - "$TMP/traffic.json" "$KILL_AT" "$WINDOW" <<'PY'
+import json, sys
+d, kill, window = json.load(open(sys.argv[1])), float(sys.argv[2]), int(sys.argv[3])
+end = kill + window
+before = [t for t in d["read_failure_starts"] if t < kill]
+inside = [t for t in d["read_failure_starts"] if kill <= t <= end]
+after = [t for t in d["read_failure_starts"] if t > end]
+ok_after = sum(ok for sec, (ok, _) in d["reads_by_second"].items() if int(sec) > end)
+last = ", last %.1f s after the kill" % (max(inside) - kill) if inside else ""
+print("%d reads ok, %d failed: %d before the kill, %d within the %d s window%s, %d after it; %d ok after it"
+      % (d["reads_ok"], d["reads_failed"], len(before), len(inside), window, last, len(after), ok_after))
+sys.exit(0 if not before and not after and ok_after > 0 else 1)
+PY
+) || status=$?
+    check "reads fail only within the failover window" "$verdict" test "$status" = 0
+
+    ACKED=$(tr_get 'd["writes_acked"]')
+    UNACKED=$(tr_get 'd["writes_unacked"]')
+    RETRIES=$(tr_get 'd["write_retries"]')
+    DISTINCT_ACKED=$(tr_get 'len(set(d["acked_slugs"]))')
+    local write_failures
+    write_failures=$(tr_get '"; ".join("%s after %d attempts: %s" % (f["status"], f["attempts"], f["body"][:80].replace("|", "/").replace("\\n", " ")) for f in d["write_failures"][:2])')
+    check "every write acknowledged (with retries)" \
+        "$ACKED acknowledged, $UNACKED not, $RETRIES retries${write_failures:+ (first: $write_failures)}" \
+        test "$UNACKED" = 0 -a "$ACKED" -gt 0 -a "$DISTINCT_ACKED" = "$ACKED"
+    expected_articles() { ARTICLES_AFTER=$(articles_in_cluster) && [[ $ARTICLES_AFTER == "$((ARTICLES_BEFORE + ACKED))" ]]; }
+    wait_until 10 "every acknowledged article in the cluster" expected_articles || true
+    check "no write lost or duplicated (cluster)" \
+        "articles in the global index over the primaries $ARTICLES_BEFORE -> $ARTICLES_AFTER, expected +$ACKED" \
+        test "$ARTICLES_AFTER" = "$((ARTICLES_BEFORE + ACKED))"
+    api GET "/api/articles?tag=e2e-traffic&limit=1"
+    TAGGED=-1
+    [[ $STATUS == 200 ]] && TAGGED=$(json 'd["articlesCount"]')
+    check "acknowledged writes readable via the API" "articlesCount for tag e2e-traffic: $TAGGED" \
+        test "$TAGGED" = "$ACKED"
+    if distinct_replicas 3 60 /api/user "$TOKEN" && ((NON_200 == 0)); then
+        record "every replica serves after the failover" ok "GET /api/user 200 on $SEEN"
+    else
+        record "every replica serves after the failover" FAIL "$NON_200 non-200 answers; 200 from '$SEEN'"
+    fi
+    api POST /api/users/login "{\"user\":{\"email\":\"$USERNAME@example.com\",\"password\":\"$PASSWORD\"}}"
+    check "log in after the failover" "status $STATUS via ${SERVED_BY:-?}" test "$STATUS" = 200
+
+    # The killed node restarts from its volume: same node id (nodes.conf), now a replica.
+    log "starting $VICTIM again"
+    podman start "$VICTIM" >>"$COMPOSE_LOG" 2>&1
+    rejoined() {
+        [[ $(podman exec "$VICTIM" redis-cli ROLE 2>/dev/null | head -n 1 | tr -d '\r') == slave &&
+            $(podman exec "$VICTIM" redis-cli CLUSTER MYID 2>/dev/null | tr -d '\r') == "$victim_id" ]] &&
+            cluster_shape
+    }
+    wait_until 30 "$VICTIM to rejoin as a replica" rejoined || true
+    if rejoined; then
+        record "the killed node rejoins as a replica" ok "same node id from nodes.conf on its volume; $CLUSTER_SHAPE"
+    else
+        record "the killed node rejoins as a replica" FAIL "ROLE $(podman exec "$VICTIM" redis-cli ROLE 2>&1 | head -n 1 | tr -d '\r'); $CLUSTER_SHAPE"
+    fi
+    check "data intact after the node rejoins" "$(articles_in_cluster) articles, expected $ARTICLES_AFTER" \
+        test "$(articles_in_cluster)" = "$ARTICLES_AFTER"
+}
+
+if [[ $CLUSTER == 1 ]]; then
+    cluster_phases
 else
-    record "scale to 5: nginx finds 5 replicas" FAIL "only '$SEEN' in $REQUESTS requests"
+    single_node_phases
 fi
-check "nginx was not restarted" "started $NGINX_STARTED" \
-    test "$(podman inspect --format '{{.State.StartedAt}}' "$(container nginx)")" = "$NGINX_STARTED"
-
-# --- scale down and kill under traffic -----------------------------------------------------------
-ARTICLES_BEFORE=$(redis_cli ZCARD "$PREFIX:articles")
-log "traffic for up to $TRAFFIC_SECONDS s; $ARTICLES_BEFORE articles in Redis"
-python3 "$ROOT/scripts/compose-traffic.py" --base-url "$BASE" --token "$TOKEN" --read-slug "$SLUG" \
-    --duration "$TRAFFIC_SECONDS" --stop-file "$TMP/stop" >"$TMP/traffic.json" &
-TRAFFIC_PID=$!
-TRAFFIC_START=$SECONDS
-sleep 4
-log "scaling down to 2: stopping replicas 5, 4 and 3 (SIGTERM, drain)"
-podman stop -t 20 "$(container api 5)" "$(container api 4)" "$(container api 3)" >>"$COMPOSE_LOG" 2>&1
-# podman-compose created nginx with a dependency on the first 3 replicas, so replica 3 can be
-# stopped but not removed while nginx exists; the later ones go away completely.
-for c in "$(container api 5)" "$(container api 4)"; do
-    podman logs "$c" >"$TMP/removed-$c.log" 2>&1 || true
-done
-podman rm "$(container api 5)" "$(container api 4)" >>"$COMPOSE_LOG" 2>&1
-sleep 3
-VICTIM=$(container api 2)
-log "SIGKILL $VICTIM, $((SECONDS - TRAFFIC_START)) s into the traffic"
-podman kill --signal KILL "$VICTIM" >>"$COMPOSE_LOG" 2>&1
-sleep 8
-touch "$TMP/stop"
-wait "$TRAFFIC_PID" || die "the traffic generator failed"
-
-tr_get() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/traffic.json" "$1"; }
-READS_OK=$(tr_get 'd["reads_ok"]')
-READS_FAILED=$(tr_get 'd["reads_failed"]')
-ACKED=$(tr_get 'd["writes_acked"]')
-UNACKED=$(tr_get 'd["writes_unacked"]')
-RETRIES=$(tr_get 'd["write_retries"]')
-DISTINCT_ACKED=$(tr_get 'len(set(d["acked_slugs"]))')
-log "traffic: $(tr_get '{k: v for k, v in d.items() if k != "acked_slugs"}')"
-READ_FAILURES=$(tr_get '"; ".join("%s %s at %ss: %s" % (f["path"], f["status"], f["at"], f["body"][:80].replace("|", "/").replace("\\n", " ")) for f in d["read_failures"][:3])')
-check "no failed read under scale-down + SIGKILL" "$READS_OK ok, $READS_FAILED failed${READ_FAILURES:+ (first: $READ_FAILURES)}" \
-    test "$READS_FAILED" = 0 -a "$READS_OK" -gt 0
-check "every write acknowledged (with retries)" "$ACKED acknowledged, $UNACKED not, $RETRIES retries" \
-    test "$UNACKED" = 0 -a "$ACKED" -gt 0 -a "$DISTINCT_ACKED" = "$ACKED"
-ARTICLES_AFTER=$(redis_cli ZCARD "$PREFIX:articles")
-check "no write lost or duplicated (Redis)" \
-    "ZCARD $PREFIX:articles $ARTICLES_BEFORE -> $ARTICLES_AFTER, expected +$ACKED" \
-    test "$ARTICLES_AFTER" = "$((ARTICLES_BEFORE + ACKED))"
-api GET "/api/articles?tag=e2e-traffic&limit=1"
-TAGGED=-1
-[[ $STATUS == 200 ]] && TAGGED=$(json 'd["articlesCount"]')
-check "acknowledged writes readable via the API" "articlesCount for tag e2e-traffic: $TAGGED" \
-    test "$TAGGED" = "$ACKED"
-
-# --- restart Redis -----------------------------------------------------------------------------
-log "restarting Redis"
-check "Redis runs with appendonly" "CONFIG GET appendonly" \
-    test "$(redis_cli CONFIG GET appendonly | tail -n 1)" = yes
-REDIS_START=$SECONDS
-podman restart -t 10 "$(container redis)" >>"$COMPOSE_LOG" 2>&1
-wait_until 60 "Redis" test "$(redis_cli PING 2>/dev/null)" = PONG || true
-wait_until 60 "the API to reconnect" http_ok "/api/articles/$SLUG" || true
-check "API recovers after a Redis restart" "$((SECONDS - REDIS_START)) s until GET article 200" \
-    http_ok "/api/articles/$SLUG"
-check "data survives the Redis restart" "ZCARD $(redis_cli ZCARD "$PREFIX:articles" 2>/dev/null), expected $ARTICLES_AFTER" \
-    test "$(redis_cli ZCARD "$PREFIX:articles" 2>/dev/null)" = "$ARTICLES_AFTER"
-api POST /api/users/login "{\"user\":{\"email\":\"$USERNAME@example.com\",\"password\":\"$PASSWORD\"}}"
-check "log in again after the restart" "status $STATUS via ${SERVED_BY:-?}" test "$STATUS" = 200
 
 # --- traces ------------------------------------------------------------------------------------
 if [[ " ${SERVICES[*]} " == *" jaeger "* ]]; then
