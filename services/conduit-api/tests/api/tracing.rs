@@ -146,20 +146,9 @@ async fn one_client_trace_shows_spans_from_every_replica() {
     }
     assert_eq!(served.len(), 3);
     // SIGTERM: each replica flushes its spans as it stops.
-    for child in &children {
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-    // Wait off the runtime, which keeps serving the receiver meanwhile.
     let mut logs = Vec::new();
     for child in children.drain(..) {
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0));
-        logs.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        logs.push(stop(child).await);
     }
 
     // Assert: the receiver has the trace, with server spans from three replicas.
@@ -305,14 +294,7 @@ async fn a_failed_request_is_an_error_in_its_trace_with_the_warning_as_an_event(
         .await
         .unwrap();
     assert_eq!(res.status(), 503);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    stop(child).await;
 
     // Assert: the server span failed, carries the logged warning, and so does the Redis span.
     let report = receiver.trace_report(&trace_id);
@@ -413,15 +395,7 @@ async fn a_token_is_checked_once_per_request_and_a_refusal_is_an_event_of_the_se
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = stop(child).await;
 
     // Assert: the accepted token was checked once, and its outcome is on the server span.
     let checks = log
@@ -509,17 +483,8 @@ async fn with_trace_trust_link_a_caller_cannot_hide_a_request_from_the_traces() 
         assert_eq!(res.status(), 200);
         served_traces.push(res.headers()["x-trace-id"].to_str().unwrap().to_owned());
     }
-    for child in &children {
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-    }
     for child in children {
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0));
+        stop(child).await;
     }
 
     // Assert: continued, the caller's flag hid the request; linked, it is in a trace of its own
@@ -537,6 +502,20 @@ async fn with_trace_trust_link_a_caller_cannot_hide_a_request_from_the_traces() 
     let server = trace.spans.iter().find(|s| s.kind == "SERVER").unwrap();
     assert_eq!(server.parent_span_id, None, "a new root span");
     assert_eq!(server.links, vec![format!("{caller_trace}-{caller_span}")]);
+}
+
+/// Stops a replica with SIGTERM (it flushes its spans as it stops), checks that it exits 0, and
+/// returns what it logged. The wait runs off the runtime, which keeps serving the receiver.
+async fn stop(child: Child) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn rand_suffix() -> u128 {
