@@ -66,55 +66,114 @@ pub fn fingerprint(method: &str, path: &str, query: &str, body: &[u8]) -> String
     format!("{:x}", hasher.finalize())
 }
 
-/// The middleware; see the module docs.
+/// The middleware; see the module docs. Its steps: read the key, begin (buffer and fingerprint
+/// the body, take the lease or answer from the record), run the handler, finish (store the
+/// response, or give the key back).
 pub async fn idempotency(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    // Logging in changes nothing (it is safe to repeat), and its response is a fresh token that
-    // has no business being stored.
+    let key = match idempotency_key(&req) {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return next
+                .call(req)
+                .await
+                .map(ServiceResponse::map_into_boxed_body)
+        }
+        Err(err) => return Ok(req.into_response(err.error_response())),
+    };
+    let (state, lease) = match begin(&mut req, &key).await {
+        Ok(Started::Proceed(state, lease)) => (state, lease),
+        Ok(Started::Answered(response)) => return Ok(req.into_response(response)),
+        Err(err) => return Ok(req.into_response(err.error_response())),
+    };
+    req.extensions_mut().insert(lease.clone());
+    let response = next.call(req).await?.map_into_boxed_body();
+    Ok(finish(&state, &lease, response).await)
+}
+
+/// The request's `Idempotency-Key` when it is a write that takes one, `None` otherwise.
+/// Logging in changes nothing (it is safe to repeat), and its response is a fresh token that
+/// has no business being stored: it is recognised by the route the router matches.
+///
+/// # Errors
+/// The header is there but not 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+fn idempotency_key(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
     let is_write = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::DELETE | Method::PATCH
     ) && crate::routes::matched_route(req.request()).as_deref()
         != Some("/api/users/login");
-    let Some(key) = req
-        .headers()
-        .get("idempotency-key")
-        .filter(|_| is_write)
-        .cloned()
-    else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+    let Some(key) = req.headers().get("idempotency-key").filter(|_| is_write) else {
+        return Ok(None);
     };
-    let fail = |req: ServiceRequest, err: ApiError| Ok(req.into_response(err.error_response()));
-    let key = match key.to_str() {
-        Ok(k) if !k.trim().is_empty() && k.len() <= MAX_KEY_LEN => k.trim().to_owned(),
-        _ => {
-            return fail(
-                req,
-                ApiError::BadRequest(
-                    "Idempotency-Key",
-                    format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
-                ),
-            )
-        }
-    };
-    let scope = match authenticate_request(req.request()) {
-        Ok(Some(user)) => user.id,
-        Ok(None) => "anon".to_owned(),
-        Err(err) => return fail(req, err),
-    };
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return fail(
-            req,
-            ApiError::Internal(anyhow::anyhow!("application state missing")),
-        );
-    };
+    match key.to_str() {
+        Ok(k) if !k.trim().is_empty() && k.len() <= MAX_KEY_LEN => Ok(Some(k.trim().to_owned())),
+        _ => Err(ApiError::BadRequest(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+        )),
+    }
+}
 
-    // Read the body (bounded) to fingerprint it, then hand it back to the handler.
+/// How beginning an idempotent request ended.
+enum Started {
+    /// The request holds the key's lease: run it.
+    Proceed(web::Data<AppState>, IdempotencyLease),
+    /// The key's record answers: a replay of the stored response.
+    Answered(HttpResponse),
+}
+
+/// Begins an idempotent request for the caller: buffers and fingerprints the body, then takes
+/// the key's lease, or answers from its record.
+///
+/// # Errors
+/// The token is refused, the body is too large or unreadable, the key is in flight (409) or was
+/// used for another request (422), or Redis failed.
+async fn begin(req: &mut ServiceRequest, key: &str) -> Result<Started, ApiError> {
+    let scope = authenticate_request(req.request())?.map_or_else(|| "anon".to_owned(), |u| u.id);
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
+    let body = buffer_body(req).await?;
+    let fingerprint = fingerprint(req.method().as_str(), req.path(), req.query_string(), &body);
+    req.set_payload(Payload::from(body));
+    let config = &state.config;
+    let begun = state
+        .store
+        .idempotency_begin(
+            &scope,
+            key,
+            &fingerprint,
+            config.idempotency_lease,
+            config.idempotency_ttl,
+        )
+        .await?;
+    match begun {
+        Begin::Proceed(lease) => Ok(Started::Proceed(state, lease)),
+        Begin::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = HttpResponse::build(status);
+            response.insert_header(("Idempotent-Replayed", "true"));
+            if !body.is_empty() {
+                response.content_type("application/json");
+            }
+            Ok(Started::Answered(response.body(body)))
+        }
+        Begin::InFlight => Err(ApiError::Conflict(
+            "a request with this Idempotency-Key is in progress",
+        )),
+        Begin::Mismatch => Err(ApiError::unprocessable(
+            "Idempotency-Key",
+            "was already used for a different request",
+        )),
+    }
+}
+
+/// Reads the request body, at most [`MAX_BODY_BYTES`], for the fingerprint.
+async fn buffer_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     let mut payload = req.take_payload();
     while let Some(chunk) = payload.next().await {
@@ -122,89 +181,44 @@ pub async fn idempotency(
             Ok(chunk) if body.len() + chunk.len() <= MAX_BODY_BYTES => {
                 body.extend_from_slice(&chunk)
             }
-            Ok(_) => return fail(req, ApiError::PayloadTooLarge),
-            Err(_) => {
-                return fail(
-                    req,
-                    ApiError::BadRequest("body", "could not be read".into()),
-                )
-            }
+            Ok(_) => return Err(ApiError::PayloadTooLarge),
+            Err(_) => return Err(ApiError::BadRequest("body", "could not be read".into())),
         }
     }
-    let body = body.freeze();
-    let fingerprint = fingerprint(req.method().as_str(), req.path(), req.query_string(), &body);
-    req.set_payload(Payload::from(body));
+    Ok(body.freeze())
+}
 
-    let config = &state.config;
-    let begin = state
-        .store
-        .idempotency_begin(
-            &scope,
-            &key,
-            &fingerprint,
-            config.idempotency_lease,
-            config.idempotency_ttl,
-        )
-        .await;
-    let lease = match begin {
-        Ok(Begin::Proceed(lease)) => lease,
-        Ok(Begin::Replay { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response = HttpResponse::build(status);
-            response.insert_header(("Idempotent-Replayed", "true"));
-            if !body.is_empty() {
-                response.content_type("application/json");
-            }
-            return Ok(req.into_response(response.body(body)));
-        }
-        Ok(Begin::InFlight) => {
-            return fail(
-                req,
-                ApiError::Conflict("a request with this Idempotency-Key is in progress"),
-            )
-        }
-        Ok(Begin::Mismatch) => {
-            return fail(
-                req,
-                ApiError::unprocessable(
-                    "Idempotency-Key",
-                    "was already used for a different request",
-                ),
-            );
-        }
-        Err(err) => return fail(req, err.into()),
-    };
-
-    req.extensions_mut().insert(lease.clone());
-    let response = next.call(req).await?.map_into_boxed_body();
+/// Stores the handler's response in the key's record, or gives the key back when the response
+/// must not be replayed (a 5xx, or a 401, 408, 409 or 429 that a retry may get past).
+async fn finish(
+    state: &AppState,
+    lease: &IdempotencyLease,
+    response: ServiceResponse<BoxBody>,
+) -> ServiceResponse<BoxBody> {
     let status = response.status();
     let storable = status.is_success()
         || (status.is_client_error() && !matches!(status.as_u16(), 401 | 408 | 409 | 429));
     if !storable {
-        if let Err(err) = state.store.idempotency_release(&lease).await {
+        if let Err(err) = state.store.idempotency_release(lease).await {
             log::warn!("could not release idempotency key error={err}");
         }
-        return Ok(response);
+        return response;
     }
     let (http_req, res) = response.into_parts();
     let (head, body) = res.into_parts();
-    let bytes = match to_bytes(body).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return Ok(ServiceResponse::new(
-                http_req,
-                ApiError::Internal(anyhow::anyhow!("response body unreadable")).error_response(),
-            ))
-        }
+    let Ok(bytes) = to_bytes(body).await else {
+        return ServiceResponse::new(
+            http_req,
+            ApiError::Internal(anyhow::anyhow!("response body unreadable")).error_response(),
+        );
     };
     if let Err(err) = state
         .store
-        .idempotency_finish(&lease, status.as_u16(), &bytes)
+        .idempotency_finish(lease, status.as_u16(), &bytes)
         .await
     {
         // The write itself is committed; a retry will re-render it, so the client still gets its answer.
         log::warn!("could not store idempotent response error={err}");
     }
-    let res = head.set_body(BoxBody::new(bytes));
-    Ok(ServiceResponse::new(http_req, res))
+    ServiceResponse::new(http_req, head.set_body(BoxBody::new(bytes)))
 }
