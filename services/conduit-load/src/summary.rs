@@ -201,6 +201,27 @@ impl Summary {
 
     /// Human-readable table.
     pub fn table(&self) -> String {
+        let mut out = self.header();
+        out.push('\n');
+        out.push_str(&self.replica_table());
+        out.push('\n');
+        out.push_str(&self.operation_table());
+        if !self.errors.is_empty() {
+            out.push('\n');
+            let rows: Vec<Vec<String>> = self
+                .errors
+                .iter()
+                .map(|(k, n)| vec![k.clone(), n.to_string()])
+                .collect();
+            out.push_str(&render(&["error", "count"], &rows));
+        }
+        out.push('\n');
+        out.push_str(&self.check_lines());
+        out
+    }
+
+    /// The run's settings and totals, one line each.
+    fn header(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "conduit-load run {}", self.run_id);
         let _ = writeln!(out, "targets   {}", self.targets.join(", "));
@@ -235,8 +256,11 @@ impl Summary {
             w.failed,
             kinds.join(", ")
         );
-        out.push('\n');
+        out
+    }
 
+    /// Responses per replica, with each one's share.
+    fn replica_table(&self) -> String {
         let total: u64 = self.by_replica.values().sum();
         let rows: Vec<Vec<String>> = self
             .by_replica
@@ -250,9 +274,11 @@ impl Summary {
                 vec![name.clone(), n.to_string(), format!("{share:.1}%")]
             })
             .collect();
-        out.push_str(&render(&["replica", "responses", "share"], &rows));
-        out.push('\n');
+        render(&["replica", "responses", "share"], &rows)
+    }
 
+    /// Count, failures and latency per operation.
+    fn operation_table(&self) -> String {
         let rows: Vec<Vec<String>> = self
             .operations
             .iter()
@@ -266,21 +292,12 @@ impl Summary {
                 ]
             })
             .collect();
-        out.push_str(&render(
-            &["operation", "count", "failed", "p50 ms", "p99 ms"],
-            &rows,
-        ));
+        render(&["operation", "count", "failed", "p50 ms", "p99 ms"], &rows)
+    }
 
-        if !self.errors.is_empty() {
-            out.push('\n');
-            let rows: Vec<Vec<String>> = self
-                .errors
-                .iter()
-                .map(|(k, n)| vec![k.clone(), n.to_string()])
-                .collect();
-            out.push_str(&render(&["error", "count"], &rows));
-        }
-        out.push('\n');
+    /// The threshold checks and whether the run was interrupted.
+    fn check_lines(&self) -> String {
+        let mut out = String::new();
         if let Some(c) = &self.checks.min_replicas {
             let _ = writeln!(
                 out,
