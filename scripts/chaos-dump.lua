@@ -34,6 +34,13 @@ for _, bucket in ipairs(redis.call('KEYS', p .. ':{all:*}:articles')) do
   for _, id in ipairs(redis.call('ZRANGE', bucket, 0, -1)) do
     local a = redis.call('HMGET', p .. ':{a:' .. id .. '}:article', 'slug', 'author', 'title')
     out[#out + 1] = 'A\t' .. id .. '\t' .. clean(a[1]) .. '\t' .. clean(a[2]) .. '\t' .. clean(a[3])
+  end
+end
+-- Comments and favorites of every stored article, also of one whose creation failed after its
+-- tags were indexed but before the global index (others can find it by tag and comment on it).
+for _, key in ipairs(redis.call('KEYS', p .. ':{a:*}:article')) do
+  local id = redis.call('HGET', key, 'id')
+  if id then
     local comments = p .. ':{a:' .. id .. '}:comments'
     for _, cid in ipairs(redis.call('ZRANGE', p .. ':{a:' .. id .. '}:comment_ids', 0, -1)) do
       local raw = redis.call('HGET', comments, cid)

@@ -10,12 +10,17 @@
 #   3. scales 3 -> 6 -> 2;
 #   4. rotates the signing key ring (new key added second, roll, moved first, roll) and checks
 #      that a token issued before the rotation still works on every replica;
-#   5. crashes Redis (SIGKILL) and starts it again from its append-only file.
+#   5. crashes Redis (SIGKILL) and starts it again from its append-only file; with --cluster
+#      (a 6-node Redis Cluster instead of one redis-server) it SIGKILLs a Redis primary
+#      instead, waits for its replica to be promoted and restarts the killed node.
+# Before the phases it measures what the setup serves at saturation (a short load run with the
+# rate uncapped) and runs every phase at 60 % of that.
 # After each phase it checks every acknowledged write against Redis, and at the end prints one
 # table for all phases and draws out/chaos/chaos.png (and .svg). Exit code 0 only when every
 # requirement held: no failed request and no lost or duplicated write in phases 1-4; in phase
 # 5 failures only as 503 while Redis is down, the API answering 200 within 2 s of Redis
-# answering PING, and no acknowledged write lost. docs/CHAOS.md explains the output.
+# answering PING, and no acknowledged write lost (--cluster: failures only within the cluster
+# node timeout + 3 s of the kill, none lost or duplicated). docs/CHAOS.md explains the output.
 #
 # With --compose the same phases run against the container stack (compose.yaml) instead.
 set -euo pipefail
@@ -24,11 +29,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/chaos.sh [--short] [--compose] [--out DIR] [--no-build] [--seed N]
+Usage: scripts/chaos.sh [--short] [--cluster | --compose] [--out DIR] [--no-build] [--seed N]
 
 Runs five fault phases against a cluster under load and checks that no client notices.
+First measures the saturation throughput (a short load run with the rate uncapped, same users
+and mix); every phase then runs at 60 % of it. Both numbers are printed at the start and in
+the table header.
 
-  --short       every phase lasts a few seconds (for CI; the whole run takes about 2 minutes)
+  --short       every phase lasts a few seconds (for CI; the whole run takes about 3 minutes)
+  --cluster     business data in a local Redis Cluster (3 primaries, 3 replicas, node timeout
+                2 s, append-only) instead of one redis-server; phase 5 becomes "redis primary
+                SIGKILL": a primary is killed under load, its replica promoted, the killed node
+                restarted (it rejoins as a replica)
   --compose     run against the container stack (podman-compose) instead of local processes
   --out DIR     where results go (default: out/chaos); emptied first
   --no-build    do not run cargo build; use the binaries already in the target directory
@@ -38,8 +50,11 @@ Runs five fault phases against a cluster under load and checks that no client no
 Environment:
   CARGO_TARGET_DIR      where cargo puts the binaries (default: <repo>/target)
   CHAOS_BASE_PORT       first loopback port used (default 18400; Redis on it, nginx on +1,
-                        replicas from +10)
-  CHAOS_RATE            load in operations per second (default 60, --short 40)
+                        a scratch Redis for the --cluster dump on +2, replicas from +10,
+                        cluster nodes on +70..+75 and their bus ports +10000)
+  CHAOS_RATE            load in operations per second for the phases (default: 60 % of the
+                        measured saturation throughput)
+  CHAOS_SAT_SECONDS     length of the saturation run (default 10, --short 5)
   CHAOS_USERS           virtual users of the load (default 8)
 
 Results in the output directory: table.txt (the phase table), rows.jsonl, chaos.png and
@@ -51,6 +66,7 @@ EOF
 }
 
 SHORT=0
+CLUSTER=0
 COMPOSE=0
 BUILD=1
 OUT="$ROOT/out/chaos"
@@ -59,6 +75,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --short) SHORT=1 ;;
     --compose) COMPOSE=1 ;;
+    --cluster) CLUSTER=1 ;;
     --no-build) BUILD=0 ;;
     --out) OUT="${2:?--out needs a directory}"; shift ;;
     --seed) SEED="${2:?--seed needs a number}"; shift ;;
@@ -71,23 +88,31 @@ done
 log() { printf '%s chaos: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 now_ms() { date +%s%3N; }
+if [[ $CLUSTER -eq 1 && $COMPOSE -eq 1 ]]; then
+  echo "chaos.sh: --cluster runs local processes; it does not combine with --compose" >&2
+  exit 2
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Settings per mode. Durations are the load run of each phase; the faults of a phase must be
 # over before its load run ends (checked).
 if [[ $SHORT -eq 1 ]]; then
-  RATE="${CHAOS_RATE:-40}"
+  SAT_SECONDS="${CHAOS_SAT_SECONDS:-5}"
   DRAIN=2
   REDIS_DOWN=3
-  DUR_KILL=10 DUR_ROLL=18 DUR_SCALE=16 DUR_KEYS=26 DUR_REDIS=12
+  DUR_KILL=10 DUR_ROLL=18 DUR_SCALE=16 DUR_KEYS=26 DUR_REDIS=12 DUR_PRIMARY=24
   HOLD=2
 else
-  RATE="${CHAOS_RATE:-60}"
+  SAT_SECONDS="${CHAOS_SAT_SECONDS:-10}"
   DRAIN=5
   REDIS_DOWN=5
-  DUR_KILL=30 DUR_ROLL=45 DUR_SCALE=40 DUR_KEYS=60 DUR_REDIS=30
+  DUR_KILL=30 DUR_ROLL=45 DUR_SCALE=40 DUR_KEYS=60 DUR_REDIS=30 DUR_PRIMARY=40
   HOLD=8
 fi
+# The phases run at this share (percent) of the measured saturation throughput.
+RATE_SHARE=60
+RATE="${CHAOS_RATE:-}"
+SATURATION=
 # Containers start and stop more slowly, and nginx there needs a second or two to re-resolve.
 if [[ $COMPOSE -eq 1 ]]; then
   DUR_KILL=$((DUR_KILL + 6)) DUR_ROLL=$((DUR_ROLL * 2)) DUR_SCALE=$((DUR_SCALE * 2))
@@ -100,6 +125,10 @@ NGINX_PORT=$((BASE_PORT + 1))
 PREFIX=chaos
 REDIS_STOP_LABEL="redis SIGKILL"
 MAX_RECOVERY_MS=2000
+SCRATCH_PORT=$((BASE_PORT + 2))
+CLUSTER_PORTS=()
+for i in 0 1 2 3 4 5; do CLUSTER_PORTS+=($((BASE_PORT + 70 + i))); done
+NODE_TIMEOUT_MS=2000
 if [[ -n "$SEED" ]]; then RANDOM=$SEED; fi
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -154,7 +183,13 @@ done
 # Ports must be free: a stray process would answer in our place.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [[ $COMPOSE -eq 0 ]]; then
-  for p in "$REDIS_PORT" "$NGINX_PORT" $(seq $((BASE_PORT + 10)) $((BASE_PORT + 60))); do
+  mapfile -t ports < <(seq $((BASE_PORT + 10)) $((BASE_PORT + 60)))
+  ports+=("$REDIS_PORT" "$NGINX_PORT")
+  if [[ $CLUSTER -eq 1 ]]; then
+    ports+=("$SCRATCH_PORT")
+    for p in "${CLUSTER_PORTS[@]}"; do ports+=("$p" $((p + 10000))); done
+  fi
+  for p in "${ports[@]}"; do
     if port_busy "$p"; then die "port $p on 127.0.0.1 is in use (set CHAOS_BASE_PORT)"; fi
   done
 fi
@@ -185,11 +220,13 @@ declare -A PID=() PORT=()
 LIVE=()          # replicas in the nginx upstream, in start order
 SEQ=0
 REDIS_PID=""
+declare -A CPID=() # --cluster: redis-server process per port (the scratch Redis too)
 NGINX_PID=""
 LOAD_PID=""
 PHASE_PROBLEMS=() # problems of the running phase (also: replicas that did not stop cleanly)
 PHASE_NOTES=()
 EXTRA_ARGS=()
+OUTAGE=0
 
 cleanup() {
   local rc=$?
@@ -203,6 +240,7 @@ cleanup() {
     done
     [[ -n "$NGINX_PID" ]] && kill -TERM "$NGINX_PID" 2>/dev/null
     [[ -n "$REDIS_PID" ]] && kill -TERM "$REDIS_PID" 2>/dev/null
+    for port in "${!CPID[@]}"; do kill -TERM "${CPID[$port]}" 2>/dev/null; done
   fi
   wait 2>/dev/null
   rm -rf "$TMP"
@@ -231,14 +269,108 @@ redis_wait() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# --cluster: six redis-server processes on CLUSTER_PORTS, each with a directory of its own (its
+# nodes.conf and append-only file survive a restart there), formed into 3 primaries with a
+# replica each.
+cnode_start() {
+  local port=$1 dir="$TMP/cluster-$1"
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --cluster-enabled yes \
+    --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT_MS" \
+    --appendonly yes --appendfsync always --save '' --daemonize no \
+    --logfile "$LOGS/redis-$port.log" &
+  CPID[$port]=$!
+}
+ccli() { local port=$1; shift; redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+# A node that answers, for questions about the whole cluster.
+cnode_any() {
+  local port
+  for port in "${CLUSTER_PORTS[@]}"; do
+    [[ -n "${CPID[$port]:-}" ]] || continue
+    if [[ "$(ccli "$port" ping 2>/dev/null)" == PONG ]]; then echo "$port"; return 0; fi
+  done
+  return 1
+}
+# `CLUSTER NODES` as seen by a live node: "port flags master-id" per node.
+cluster_nodes() {
+  local port
+  port=$(cnode_any) || return 1
+  ccli "$port" cluster nodes 2>/dev/null | awk '{ split($2, a, "[:@]"); print a[2], $3, $4 }'
+}
+# Ports of the primaries that serve slots and are not failing.
+cluster_primaries() {
+  local port
+  port=$(cnode_any) || return 1
+  ccli "$port" cluster nodes 2>/dev/null |
+    awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 { split($2, a, "[:@]"); print a[2] }'
+}
+cluster_ok_everywhere() {
+  local port
+  for port in "${CLUSTER_PORTS[@]}"; do
+    ccli "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+  done
+}
+cluster_start() {
+  local port nodes=() urls=()
+  for port in "${CLUSTER_PORTS[@]}"; do cnode_start "$port"; done
+  for port in "${CLUSTER_PORTS[@]}"; do
+    local deadline=$(($(now_ms) + 15000))
+    until [[ "$(ccli "$port" ping 2>/dev/null)" == PONG ]]; do
+      [[ $(now_ms) -lt $deadline ]] || die "cluster node $port did not answer PING within 15 s"
+      sleep 0.05
+    done
+    nodes+=("127.0.0.1:$port")
+    urls+=("redis://127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+    >"$LOGS/cluster-create.log" 2>&1 || die "redis-cli --cluster create failed (see $LOGS/cluster-create.log)"
+  local deadline=$(($(now_ms) + 30000))
+  until cluster_ok_everywhere; do
+    [[ $(now_ms) -lt $deadline ]] || die "the Redis Cluster did not reach cluster_state:ok within 30 s"
+    sleep 0.1
+  done
+  CLUSTER_URLS="$(IFS=,; echo "${urls[*]}")"
+  # A scratch redis-server (no persistence) that the dump copies every key into.
+  redis-server --bind 127.0.0.1 --port "$SCRATCH_PORT" --save '' --appendonly no \
+    --dir "$TMP" --daemonize no --logfile "$LOGS/redis-scratch.log" &
+  CPID[$SCRATCH_PORT]=$!
+  deadline=$(($(now_ms) + 15000))
+  until [[ "$(ccli "$SCRATCH_PORT" ping 2>/dev/null)" == PONG ]]; do
+    [[ $(now_ms) -lt $deadline ]] || die "the scratch redis-server did not answer PING within 15 s"
+    sleep 0.05
+  done
+}
+# The dump of a cluster: every key of every primary is copied (MIGRATE ... COPY) into the
+# empty scratch Redis, and the same Lua as for one Redis runs there. No EVAL on a cluster node
+# could do it: a node may only touch keys of the slots it serves.
+dump_cluster() {
+  local out=$1 port want=0 n bad
+  ccli "$SCRATCH_PORT" flushall >/dev/null
+  for port in $(cluster_primaries); do
+    n=$(ccli "$port" dbsize)
+    want=$((want + n))
+    ccli "$port" --scan --pattern "$PREFIX:*" |
+      awk -v p="$SCRATCH_PORT" '{ print "MIGRATE 127.0.0.1 " p " \"" $0 "\" 0 5000 COPY REPLACE" }' |
+      ccli "$port" >"$TMP/migrate.out" 2>&1
+    bad=$(grep -cvx 'OK' "$TMP/migrate.out" || true)
+    [[ "$bad" -eq 0 ]] || die "copying the keys of primary :$port failed: $(grep -vx OK "$TMP/migrate.out" | head -3)"
+  done
+  n=$(ccli "$SCRATCH_PORT" dbsize)
+  [[ "$n" -eq "$want" ]] || die "the dump copied $n keys, the primaries hold $want"
+  ccli "$SCRATCH_PORT" --raw EVAL "$(cat "$ROOT/scripts/chaos-dump.lua")" 0 "$PREFIX" >"$out"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Replicas
 KEYS_FILE="$TMP/jwt-keys"
 replica_start() {
   SEQ=$((SEQ + 1))
   local name="api-$SEQ" port=$((BASE_PORT + 10 + SEQ))
   ((port <= BASE_PORT + 60)) || die "out of replica ports"
-  CONDUIT_ADDR="127.0.0.1:$port" CONDUIT_REPLICA_ID="$name" \
-    REDIS_URL="redis://127.0.0.1:$REDIS_PORT" CONDUIT_REDIS_PREFIX="$PREFIX" \
+  local redis_env=(REDIS_URL="redis://127.0.0.1:$REDIS_PORT")
+  [[ $CLUSTER -eq 0 ]] || redis_env=(REDIS_CLUSTER_URLS="$CLUSTER_URLS")
+  env "${redis_env[@]}" CONDUIT_ADDR="127.0.0.1:$port" CONDUIT_REPLICA_ID="$name" \
+    CONDUIT_REDIS_PREFIX="$PREFIX" \
     CONDUIT_JWT_KEYS_FILE="$KEYS_FILE" CONDUIT_DRAIN_SECONDS="$DRAIN" \
     CONDUIT_WORKERS=2 CONDUIT_TRUST_FORWARDED=true RUST_LOG=info OTEL_SDK_DISABLED=true \
     "$BIN/conduit-api" serve >>"$LOGS/$name.log" 2>&1 &
@@ -525,6 +657,48 @@ load_start() {
     sleep 0.1
   done
 }
+# What the setup serves at saturation: the same users and mix with the rate uncapped (each
+# user sends its next operation when the answer to the last one is in), bounded by
+# SAT_SECONDS and by a timeout. Sets SATURATION (operations per second of the mixed phase).
+measure_saturation() {
+  local dir="$OUT/saturation" rc=0
+  mkdir -p "$dir"
+  log "measuring saturation: $USERS users, rate uncapped, $SAT_SECONDS s"
+  timeout $((SAT_SECONDS + 90)) "$BIN/conduit-load" --target "$API_URL" --users "$USERS" --rate 0 \
+    --duration "$SAT_SECONDS" --write-ratio 0.3 --seed-users 2 --seed-articles 10 --follows 2 \
+    --timeout-ms 5000 --attempts 6 --no-tui --json --log-writes "$dir/writes.jsonl" \
+    >"$dir/summary.json" 2>"$dir/load.log" || rc=$?
+  [[ $rc -eq 0 ]] || die "the saturation run failed with code $rc (see $dir/load.log)"
+  SATURATION=$(sed -n 's/^  "rps": *\([0-9.]*\).*/\1/p' "$dir/summary.json" | head -1)
+  [[ -n "$SATURATION" ]] || die "no rps in the saturation summary ($dir/summary.json)"
+  SATURATION=$(printf '%.0f' "$SATURATION")
+  ((SATURATION > 0)) || die "the saturation run served nothing (see $dir/load.log)"
+  if [[ -z "$RATE" ]]; then
+    RATE=$(((SATURATION * RATE_SHARE + 99) / 100))
+  elif ((RATE * 2 < SATURATION)); then
+    log "WARNING: CHAOS_RATE=$RATE is below half of the saturation throughput ($SATURATION ops/s)"
+  fi
+  log "saturation: $SATURATION ops/s; every phase runs at $RATE ops/s"
+}
+# The rate a phase's load run achieved, as a note (marked when below half of saturation; not a
+# failure: on a shared machine the achieved rate follows what else runs). In phase 5
+# (OUTAGE=1) requests wait or fail while Redis or a primary is down, so its average includes
+# the outage.
+note_rate() {
+  local dir=$1 rps
+  rps=$(sed -n 's/^  "rps": *\([0-9.]*\).*/\1/p' "$dir/summary.json" | head -1)
+  rps=$(printf '%.0f' "${rps:-0}")
+  if [[ $OUTAGE -eq 1 ]]; then
+    PHASE_NOTES+=("load: $rps ops/s achieved over the whole phase, outage included (target $RATE ops/s; saturation $SATURATION ops/s)")
+    return
+  fi
+  if ((rps * 2 < SATURATION)); then
+    PHASE_NOTES+=("load: $rps ops/s achieved, BELOW half of saturation (target $RATE ops/s; saturation $SATURATION ops/s)")
+  else
+    PHASE_NOTES+=("load: $rps ops/s achieved (target $RATE ops/s; saturation $SATURATION ops/s)")
+  fi
+}
+
 # Waits for the load run; records a problem if it ended before the faults were over.
 load_finish() {
   local dir=$1 rc=0
@@ -539,6 +713,7 @@ load_finish() {
 }
 
 dump_redis() {
+  if [[ $CLUSTER -eq 1 ]]; then dump_cluster "$1"; return; fi
   rcli --raw EVAL "$(cat "$ROOT/scripts/chaos-dump.lua")" 0 "$PREFIX" >"$1"
 }
 
@@ -558,10 +733,12 @@ run_phase() {
   PHASE_PROBLEMS=()
   PHASE_NOTES=()
   EXTRA_ARGS=()
+  OUTAGE=0
   event phase "$n $name"
   load_start "$dir" "$duration"
   "$fn"
   load_finish "$dir"
+  note_rate "$dir"
   [[ "$fn" != phase_redis ]] || explain_redis_failures
   local args=(--phase "$n $name" --summary "$dir/summary.json" --writes "$dir/writes.jsonl"
     --timeline "$dir/timeline.jsonl" "${EXTRA_ARGS[@]}")
@@ -654,6 +831,7 @@ phase_keys() {
   sleep 1
 }
 phase_redis() {
+  OUTAGE=1
   sleep "$HOLD"
   local down up pong first_ok ready_all
   event fault "$REDIS_STOP_LABEL"
@@ -689,6 +867,58 @@ phase_redis() {
     --recovery-ms "$RECOVERY_MS" --max-recovery-ms "$MAX_RECOVERY_MS")
   : "$up"
   sleep "$HOLD"
+}
+
+# --cluster: SIGKILL one primary under load; its replica must be promoted; the killed node is
+# started again from its directory (nodes.conf, append-only file) and rejoins as a replica.
+# Failed requests are allowed only from the kill to node timeout + 3 s after it.
+phase_primary() {
+  OUTAGE=1
+  sleep "$HOLD"
+  local victims=() victim replica="" killed promoted_at line port master vid
+  mapfile -t victims < <(cluster_primaries)
+  ((${#victims[@]} == 3)) || die "expected 3 primaries, found ${#victims[@]}"
+  victim=${victims[$((RANDOM % 3))]}
+  vid=$(ccli "$victim" cluster myid)
+  while read -r port _ master; do
+    [[ "$master" == "$vid" ]] && replica=$port
+  done < <(cluster_nodes)
+  [[ -n "$replica" ]] || die "primary :$victim has no replica"
+  event fault "primary :$victim killed"
+  killed=$(now_ms)
+  kill -KILL "${CPID[$victim]}"
+  wait "${CPID[$victim]}" 2>/dev/null || true
+  unset "CPID[$victim]"
+  # The replica is promoted once the others agree the primary failed (node timeout) and it
+  # wins the election.
+  while :; do
+    line=$(ccli "$replica" role 2>/dev/null | head -1)
+    [[ "$line" == master ]] && cluster_ok_everywhere_but "$victim" && break
+    (($(now_ms) - killed < 30000)) || die "replica :$replica not promoted within 30 s of the kill"
+    sleep 0.05
+  done
+  promoted_at=$(now_ms)
+  event fault "replica :$replica promoted"
+  PHASE_NOTES+=("primary :$victim SIGKILLed; its replica :$replica promoted and the cluster ok again after $((promoted_at - killed)) ms")
+  sleep 2
+  cnode_start "$victim"
+  local deadline=$(($(now_ms) + 30000))
+  until [[ "$(ccli "$victim" role 2>/dev/null | sed -n '1p;4p' | tr '\n' ' ')" == "slave connected " ]]; do
+    [[ $(now_ms) -lt $deadline ]] || die "the restarted node :$victim did not rejoin as a synced replica within 30 s"
+    sleep 0.1
+  done
+  event fault "node :$victim back as replica of :$replica"
+  PHASE_NOTES+=("node :$victim restarted; back as a synced replica of :$replica $(($(now_ms) - killed)) ms after the kill")
+  EXTRA_ARGS=(--allow-failures "500,502,503,504,connect,timeout,other" --failures-from "$killed"
+    --failures-until "$((killed + NODE_TIMEOUT_MS + 3000))")
+  sleep "$HOLD"
+}
+cluster_ok_everywhere_but() {
+  local port
+  for port in "${CLUSTER_PORTS[@]}"; do
+    [[ "$port" == "$1" ]] && continue
+    ccli "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+  done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -846,8 +1076,12 @@ cluster_up_local() {
   KEY1=$("$BIN/conduit-api" keygen --kid k1)
   KEY2=$("$BIN/conduit-api" keygen --kid k2)
   keys_write "$KEY1"
-  redis_start
-  redis_wait
+  if [[ $CLUSTER -eq 1 ]]; then
+    cluster_start
+  else
+    redis_start
+    redis_wait
+  fi
   local started=() name
   for _ in 1 2 3; do
     replica_start
@@ -856,21 +1090,33 @@ cluster_up_local() {
   for name in "${started[@]}"; do replica_wait_ready "$name"; done
   LIVE=("${started[@]}")
   nginx_start
-  log "cluster up: redis 127.0.0.1:$REDIS_PORT, nginx $API_URL, replicas ${LIVE[*]}"
+  if [[ $CLUSTER -eq 1 ]]; then
+    log "cluster up: redis cluster on :${CLUSTER_PORTS[*]}, nginx $API_URL, replicas ${LIVE[*]}"
+  else
+    log "cluster up: redis 127.0.0.1:$REDIS_PORT, nginx $API_URL, replicas ${LIVE[*]}"
+  fi
 }
 
 T_START=$(now_ms)
+MODE="local processes, one redis-server"
+[[ $CLUSTER -eq 0 ]] || MODE="local processes, Redis Cluster 3+3"
+[[ $COMPOSE -eq 0 ]] || MODE=compose
 if [[ $COMPOSE -eq 1 ]]; then
   cluster_up_compose
 else
   cluster_up_local
 fi
 
+measure_saturation
 run_phase 1 "kill -9 + replace" "$DUR_KILL" phase_kill
 run_phase 2 "rolling restart" "$DUR_ROLL" phase_roll
 run_phase 3 "scale 3->6->2" "$DUR_SCALE" phase_scale
 run_phase 4 "key rotation" "$DUR_KEYS" phase_keys
-run_phase 5 "redis restart" "$DUR_REDIS" phase_redis
+if [[ $CLUSTER -eq 1 ]]; then
+  run_phase 5 "redis primary SIGKILL" "$DUR_PRIMARY" phase_primary
+else
+  run_phase 5 "redis restart" "$DUR_REDIS" phase_redis
+fi
 event end end
 
 # Every phase's writes once more against Redis as it is now (after the Redis restart).
@@ -880,20 +1126,21 @@ for dir in "${PHASE_DIRS[@]}"; do
   verify_phase "$dir" "$OUT/dump-final.tsv" "$OUT/rows.jsonl"
 done
 verdict=0
-"$BIN/chaos-report" table "$OUT/rows.jsonl" >"$OUT/table.txt" || verdict=1
-"$BIN/chaos-report" table "$OUT/rows-after-each-phase.jsonl" >"$OUT/table-after-each-phase.txt" || verdict=1
+HEADER="Load: saturation $SATURATION ops/s ($USERS users, rate uncapped, $SAT_SECONDS s); every phase at $RATE ops/s"
+{ echo "$HEADER"; "$BIN/chaos-report" table "$OUT/rows.jsonl"; } >"$OUT/table.txt" || verdict=1
+{ echo "$HEADER"; "$BIN/chaos-report" table "$OUT/rows-after-each-phase.jsonl"; } >"$OUT/table-after-each-phase.txt" || verdict=1
 
 timelines=()
 for dir in "${PHASE_DIRS[@]}"; do timelines+=(--timeline "$dir/timeline.jsonl"); done
 if ! "$BIN/chaos-report" plot "${timelines[@]}" --events "$EVENTS" \
   --svg "$OUT/chaos.svg" --png "$OUT/chaos.png" \
-  --title "Responses per second per replica (conduit-load through nginx, $([[ $COMPOSE -eq 1 ]] && echo compose || echo local))" \
+  --title "Responses per second per replica (conduit-load at $RATE ops/s through nginx, $MODE)" \
   2>>"$LOGS/plot.log"; then
   log "could not draw the picture (see $LOGS/plot.log)"
   verdict=1
 fi
 
-echo "Chaos run ($([[ $COMPOSE -eq 1 ]] && echo compose || echo local processes)$([[ $SHORT -eq 1 ]] && echo ', short')), $((($(now_ms) - T_START) / 1000)) s; writes checked against Redis after the last phase:"
+echo "Chaos run ($MODE$([[ $SHORT -eq 1 ]] && echo ', short')), $((($(now_ms) - T_START) / 1000)) s; writes checked against Redis after the last phase:"
 cat "$OUT/table.txt"
 if [[ $verdict -ne 0 ]]; then
   echo "Checked right after each phase:"
