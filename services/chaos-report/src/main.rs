@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use chaos_report::{plot, table, verify};
+use chaos_report::{check, plot, table, verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +29,10 @@ enum Command {
         /// File of JSON rows.
         rows: PathBuf,
     },
+    /// Walk every key under a prefix (one Redis or every cluster primary) and check that
+    /// indexes, entities and counts agree. Exit code 1 on any violation, 2 when Redis cannot be
+    /// read.
+    Check(check::Args),
     /// Draw requests per second per replica over time with the faults marked (SVG and PNG).
     Plot(plot::Args),
 }
@@ -62,6 +66,19 @@ fn run() -> Result<ExitCode> {
             let rows = table::read_rows(&rows)?;
             print!("{}", table::render(&rows));
             Ok(if rows.iter().all(|r| r.passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Check(args) => {
+            let report = check::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", check::render(&report));
+            }
+            Ok(if report.passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

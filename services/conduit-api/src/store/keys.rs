@@ -199,6 +199,94 @@ impl Keys {
     }
 }
 
+/// A key under a prefix, read back into its family, for tools that walk the data set (ids and
+/// tags stay escaped, as in the key). [`Keys::parse`] is the inverse of the builders above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFamily {
+    User(String),
+    Following(String),
+    Followers(String),
+    Feed(String),
+    Authored(String),
+    Favorites(String),
+    /// A user's idempotency record, or an anonymous one (`scope` = `anon`).
+    Idempotency {
+        scope: String,
+    },
+    Article(String),
+    FavoritedBy(String),
+    FansGone(String),
+    CommentIds(String),
+    Comments(String),
+    SlugClaim(String),
+    UsernameClaim(String),
+    EmailClaim(String),
+    ArticlesBucket(u64),
+    /// A tag's article index; `tag` is escaped.
+    Tagged {
+        bucket: u64,
+        tag: String,
+    },
+    TagCounts(u64),
+    FanoutJobs,
+    Sequence(String),
+    LoginFailures,
+    /// Under the prefix but of no known family.
+    Unknown,
+}
+
+impl Keys {
+    /// The family of `key`, or `None` when it is not under this prefix.
+    pub fn parse(&self, key: &str) -> Option<KeyFamily> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        let Some((tag, name)) = rest.split_once("}:") else {
+            return Some(KeyFamily::Unknown);
+        };
+        let (kind, value) = tag.split_once(':').unwrap_or((tag, ""));
+        let value = value.to_owned();
+        let family = match (kind, name) {
+            ("u", "user") => KeyFamily::User(value),
+            ("u", "following") => KeyFamily::Following(value),
+            ("u", "followers") => KeyFamily::Followers(value),
+            ("u", "feed") => KeyFamily::Feed(value),
+            ("u", "articles") => KeyFamily::Authored(value),
+            ("u", "favorites") => KeyFamily::Favorites(value),
+            ("u", n) if n.starts_with("idem:") => KeyFamily::Idempotency { scope: value },
+            ("anon", "idem") => KeyFamily::Idempotency {
+                scope: "anon".to_owned(),
+            },
+            ("a", "article") => KeyFamily::Article(value),
+            ("a", "favorited_by") => KeyFamily::FavoritedBy(value),
+            ("a", "fans_gone") => KeyFamily::FansGone(value),
+            ("a", "comment_ids") => KeyFamily::CommentIds(value),
+            ("a", "comments") => KeyFamily::Comments(value),
+            ("slug", "claim") => KeyFamily::SlugClaim(value),
+            ("name", "claim") => KeyFamily::UsernameClaim(value),
+            ("email", "claim") => KeyFamily::EmailClaim(value),
+            ("all", "articles") => match value.parse() {
+                Ok(bucket) => KeyFamily::ArticlesBucket(bucket),
+                Err(_) => KeyFamily::Unknown,
+            },
+            ("tags", "counts") => match value.parse() {
+                Ok(bucket) => KeyFamily::TagCounts(bucket),
+                Err(_) => KeyFamily::Unknown,
+            },
+            ("tags", n) => match (value.parse(), n.strip_prefix("tag:")) {
+                (Ok(bucket), Some(t)) => KeyFamily::Tagged {
+                    bucket,
+                    tag: t.to_owned(),
+                },
+                _ => KeyFamily::Unknown,
+            },
+            ("fanout", "jobs") => KeyFamily::FanoutJobs,
+            ("seq", n) => KeyFamily::Sequence(n.to_owned()),
+            ("lf", "failures") => KeyFamily::LoginFailures,
+            _ => KeyFamily::Unknown,
+        };
+        Some(family)
+    }
+}
+
 /// FNV-1a, a stable hash for choosing a bucket.
 fn fnv(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -285,5 +373,58 @@ mod tests {
             Keys::new("p").articles_buckets().len() as u64,
             ARTICLE_BUCKETS
         );
+    }
+
+    #[test]
+    fn parse_reads_back_every_builder() {
+        let k = Keys::new("p");
+        let cases = [
+            (k.user("7"), KeyFamily::User("7".into())),
+            (k.following("7"), KeyFamily::Following("7".into())),
+            (k.followers("7"), KeyFamily::Followers("7".into())),
+            (k.feed("7"), KeyFamily::Feed("7".into())),
+            (k.authored("7"), KeyFamily::Authored("7".into())),
+            (k.favorites("7"), KeyFamily::Favorites("7".into())),
+            (k.article("9"), KeyFamily::Article("9".into())),
+            (k.favorited_by("9"), KeyFamily::FavoritedBy("9".into())),
+            (k.fans_gone("9"), KeyFamily::FansGone("9".into())),
+            (k.comment_ids("9"), KeyFamily::CommentIds("9".into())),
+            (k.comments("9"), KeyFamily::Comments("9".into())),
+            (k.slug_claim("a-b"), KeyFamily::SlugClaim("a-b".into())),
+            (
+                k.username_claim("Ann"),
+                KeyFamily::UsernameClaim("ann".into()),
+            ),
+            (k.email_claim("a@b"), KeyFamily::EmailClaim(escape("a@b"))),
+            (k.articles_bucket(3), KeyFamily::ArticlesBucket(3)),
+            (k.tag_counts(4), KeyFamily::TagCounts(4)),
+            (k.fanout_jobs(), KeyFamily::FanoutJobs),
+            (k.sequence("user"), KeyFamily::Sequence("user".into())),
+            (k.login_failures_account("a@b"), KeyFamily::LoginFailures),
+            (k.login_failures_address("::1"), KeyFamily::LoginFailures),
+            (
+                k.idempotency("7", "x:y"),
+                KeyFamily::Idempotency { scope: "7".into() },
+            ),
+            (
+                k.idempotency("anon", "x"),
+                KeyFamily::Idempotency {
+                    scope: "anon".into(),
+                },
+            ),
+        ];
+        for (key, family) in cases {
+            assert_eq!(k.parse(&key), Some(family), "{key}");
+        }
+        let tagged = k.tagged("a b");
+        assert_eq!(
+            k.parse(&tagged),
+            Some(KeyFamily::Tagged {
+                bucket: Keys::tag_bucket("a b"),
+                tag: escape("a b"),
+            })
+        );
+        assert_eq!(k.parse("q:{u:1}:user"), None);
+        assert_eq!(k.parse("p:{u:1}:other"), Some(KeyFamily::Unknown));
     }
 }

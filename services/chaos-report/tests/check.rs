@@ -1,0 +1,271 @@
+//! `chaos-report check` against a real Redis (`CONDUIT_TEST_REDIS_URL`, set by scripts/test.sh)
+//! holding a data set written by a real API replica, then with invariants broken by hand.
+
+use std::time::Duration;
+
+use chaos_report::check::{self, Args, Report};
+use conduit_api::config::Config;
+use conduit_api::store::Keys;
+use conduit_api::Application;
+use serde_json::{json, Value};
+
+const JWT_KEYS: &str = "check1:0123456789abcdef0123456789abcdef0123";
+
+fn redis_url() -> String {
+    std::env::var("CONDUIT_TEST_REDIS_URL")
+        .expect("CONDUIT_TEST_REDIS_URL is not set: run the tests with scripts/test.sh")
+}
+
+fn unique_prefix() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port");
+    format!("checktest-{}-{port}", std::process::id())
+}
+
+fn spawn_replica(prefix: &str) -> String {
+    let config = Config::try_parse_from([
+        "conduit-api",
+        "--addr=127.0.0.1:0",
+        &format!("--redis-url={}", redis_url()),
+        &format!("--redis-prefix={prefix}"),
+        &format!("--jwt-keys={JWT_KEYS}"),
+        "--replica-id=check",
+        "--workers=1",
+        "--drain-seconds=0",
+    ])
+    .expect("replica settings parse");
+    let app = Application::build(config).expect("replica builds");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(false));
+    url
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Value {
+    let mut req = http.request(method.clone(), &url);
+    if let Some(token) = token {
+        req = req.header("Authorization", format!("Token {token}"));
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request answered");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    assert!(status.is_success(), "{method} {url}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn register(http: &reqwest::Client, base: &str, name: &str) -> String {
+    let body = json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "password123"}});
+    let user = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/api/users"),
+        None,
+        Some(body),
+    )
+    .await;
+    user["user"]["token"].as_str().expect("token").to_owned()
+}
+
+async fn article(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    title: &str,
+    tags: &[&str],
+) -> String {
+    let body =
+        json!({"article": {"title": title, "description": "d", "body": "b", "tagList": tags}});
+    let made = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/api/articles"),
+        Some(token),
+        Some(body),
+    )
+    .await;
+    made["article"]["slug"].as_str().expect("slug").to_owned()
+}
+
+fn run_check(prefix: &str) -> Report {
+    let args = Args {
+        redis: Some(redis_url()),
+        cluster: None,
+        prefix: prefix.to_owned(),
+        examples: 50,
+        json: false,
+    };
+    check::run(&args).expect("check reads redis")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_on_api_data_and_names_broken_invariants() {
+    let prefix = unique_prefix();
+    let base = spawn_replica(&prefix);
+    let http = reqwest::Client::new();
+    let ann = register(&http, &base, "ann").await;
+    let bob = register(&http, &base, "bob").await;
+    let cy = register(&http, &base, "cy").await;
+    use reqwest::Method;
+    call(
+        &http,
+        Method::POST,
+        format!("{base}/api/profiles/ann/follow"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    call(
+        &http,
+        Method::POST,
+        format!("{base}/api/profiles/ann/follow"),
+        Some(&cy),
+        None,
+    )
+    .await;
+    let first = article(&http, &base, &ann, "First", &["rust", "redis"]).await;
+    let second = article(&http, &base, &ann, "Second", &["rust"]).await;
+    let third = article(&http, &base, &bob, "Third", &["cluster"]).await;
+    call(
+        &http,
+        Method::POST,
+        format!("{base}/api/articles/{first}/favorite"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    call(
+        &http,
+        Method::POST,
+        format!("{base}/api/articles/{second}/favorite"),
+        Some(&cy),
+        None,
+    )
+    .await;
+    call(
+        &http,
+        Method::POST,
+        format!("{base}/api/articles/{third}/favorite"),
+        Some(&ann),
+        None,
+    )
+    .await;
+    let comment = json!({"comment": {"body": "nice"}});
+    call(
+        &http,
+        Method::POST,
+        format!("{base}/api/articles/{first}/comments"),
+        Some(&cy),
+        Some(comment),
+    )
+    .await;
+    // A deleted article a fan had favorited and followers had in their feeds.
+    call(
+        &http,
+        Method::DELETE,
+        format!("{base}/api/articles/{second}"),
+        Some(&ann),
+        None,
+    )
+    .await;
+    call(
+        &http,
+        Method::DELETE,
+        format!("{base}/api/profiles/ann/follow"),
+        Some(&cy),
+        None,
+    )
+    .await;
+
+    // The fan-out of the delete runs inline for so few followers; give a worker a moment anyway.
+    let mut report = run_check(&prefix);
+    for _ in 0..20 {
+        if report.passed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        report = run_check(&prefix);
+    }
+    assert!(report.passed, "{}", check::render(&report));
+    assert_eq!(report.users, 3);
+    assert_eq!(report.articles, 2);
+    assert_eq!(report.comments, 1);
+    assert_eq!(report.follows, 1);
+    assert_eq!(report.favorites, 2);
+
+    // Break the data by hand: an article hash gone with its index entries left, a tag count
+    // bumped.
+    let keys = Keys::new(&prefix);
+    let mut con = redis::Client::open(redis_url())
+        .and_then(|c| c.get_connection())
+        .expect("redis connection");
+    let third_id: String = {
+        let got = call(
+            &http,
+            Method::GET,
+            format!("{base}/api/articles/{third}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(got["article"]["slug"], third);
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys.authored(&user_id(&mut con, &keys, "bob")))
+            .arg(0)
+            .arg(-1)
+            .query(&mut con)
+            .expect("bob's list");
+        ids.into_iter().next().expect("bob wrote one article")
+    };
+    let _: () = redis::cmd("DEL")
+        .arg(keys.article(&third_id))
+        .query(&mut con)
+        .expect("DEL");
+    let _: () = redis::cmd("ZINCRBY")
+        .arg(keys.tag_counts_of("rust"))
+        .arg(1)
+        .arg("rust")
+        .query(&mut con)
+        .expect("ZINCRBY");
+    let report = run_check(&prefix);
+    let text = check::render(&report);
+    assert!(!report.passed, "{text}");
+    for invariant in [
+        "global index entry without article",
+        "author's list entry without article",
+        "tag index entry without article",
+        "favorite without article",
+        "tag count differs from its index",
+    ] {
+        assert!(
+            report.violations.contains_key(invariant),
+            "{invariant} not reported:\n{text}"
+        );
+    }
+    assert!(text.contains(&keys.tagged("cluster")), "{text}");
+    assert!(text.contains("\"rust\": count 2"), "{text}");
+
+    let _: () = redis::cmd("EVAL")
+        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
+        .arg(0)
+        .arg(format!("{}:*", keys.prefix()))
+        .query(&mut con)
+        .expect("cleanup");
+}
+
+fn user_id(con: &mut redis::Connection, keys: &Keys, name: &str) -> String {
+    redis::cmd("HGET")
+        .arg(keys.username_claim(name))
+        .arg("owner")
+        .query(con)
+        .expect("username claim")
+}
