@@ -377,10 +377,11 @@ for ((i = 1; i <= AUTHORS; i++)); do
   if ((${#batch[@]} == 16)); then wait_batch; fi
 done
 wait_batch
-following="$(rcli SCARD conduit:user:1:following)"
+following="$(rcli SCARD 'conduit:{u:1}:following')"
 ((following == AUTHORS)) || die "reader follows $following authors, expected $AUTHORS"
 
-article_count() { rcli ZCARD conduit:articles; }
+# Articles stored, as the API counts them (the global index is spread over buckets).
+article_count() { curl -sf "$API/api/articles?limit=0" | jq -r .articlesCount; }
 
 # seed_articles TARGET RUN_ID: new articles spread over the authors (wrk, seed mode) until Redis
 # holds TARGET articles. wrk always runs for its whole -d, so it is stopped (SIGINT) once Redis
@@ -716,11 +717,11 @@ rb() { # label args...
 rb 'PING (inline)' -t ping_inline
 rb 'GET' -t get
 rb 'SET' -t set
-rb 'HGETALL conduit:article:<id> (an article)' HGETALL "conduit:article:$((LARGE / 2))"
-rb 'HMGET conduit:user:<id> username bio image' HMGET conduit:user:2 username bio image
-rb 'SISMEMBER conduit:user:1:following <id>' SISMEMBER conduit:user:1:following 2
-rb 'ZREVRANGE conduit:articles 0 19' ZREVRANGE conduit:articles 0 19
-rb 'HGETALL article, pipelined 20 deep (-P 20)' -P 20 HGETALL "conduit:article:$((LARGE / 2))"
+rb 'HGETALL conduit:{a:<id>}:article (an article)' HGETALL "conduit:{a:$((LARGE / 2))}:article"
+rb 'HMGET conduit:{u:<id>}:user username bio image' HMGET 'conduit:{u:2}:user' username bio image
+rb 'SISMEMBER conduit:{u:1}:following <id>' SISMEMBER 'conduit:{u:1}:following' 2
+rb 'ZREVRANGE conduit:{all:0}:articles 0 19 (one of 16 buckets)' ZREVRANGE 'conduit:{all:0}:articles' 0 19
+rb 'HGETALL article, pipelined 20 deep (-P 20)' -P 20 HGETALL "conduit:{a:$((LARGE / 2))}:article"
 
 # ---------------------------------------------------------------------------------------------
 # Report
