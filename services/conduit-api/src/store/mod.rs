@@ -240,7 +240,14 @@ impl Store {
             ]
         });
         let mut conn = self.conn.clone();
-        self.bounded(span, pipe.query_async::<T>(&mut conn)).await
+        match self.bounded_once(pipe.query_async::<T>(&mut conn)).await {
+            Err(err) if err.is_connection_dropped() => {
+                // A connection Redis dropped (a restart) reconnects on its next use; the
+                // command never reached Redis, so it is sent once more.
+                self.bounded(span, pipe.query_async::<T>(&mut conn)).await
+            }
+            first => self.finish(span, first),
+        }
     }
 
     /// Runs pipelines of different slots at once: one wave of round trips.
@@ -272,8 +279,39 @@ impl Store {
             ]
         });
         let mut conn = self.conn.clone();
-        self.bounded(span, invocation.invoke_async::<T>(&mut conn))
+        match self
+            .bounded_once(invocation.invoke_async::<T>(&mut conn))
             .await
+        {
+            Err(err) if err.is_connection_dropped() => {
+                self.bounded(span, invocation.invoke_async::<T>(&mut conn))
+                    .await
+            }
+            first => self.finish(span, first),
+        }
+    }
+
+    /// Awaits one Redis exchange within the timeout, leaving the error as Redis gave it.
+    async fn bounded_once<T>(
+        &self,
+        exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(redis::RedisError::from((
+                ErrorKind::Io,
+                "redis did not answer in time",
+            ))),
+        }
+    }
+
+    /// Turns the outcome of [`bounded_once`](Self::bounded_once) into the store's result; a
+    /// failure also fails `span`.
+    fn finish<T>(&self, mut span: SpanGuard, outcome: redis::RedisResult<T>) -> StoreResult<T> {
+        outcome.map_err(|err| {
+            span.fail(err.to_string());
+            err.into()
+        })
     }
 
     /// Awaits one Redis exchange, failing with `Unavailable` after the timeout. A failure also
