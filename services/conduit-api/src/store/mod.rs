@@ -300,7 +300,8 @@ impl Store {
             Ok(result) => result,
             Err(_) => Err(redis::RedisError::from((
                 ErrorKind::Io,
-                "redis did not answer in time",
+                "redis did not answer within the timeout",
+                format!("{:?}", self.timeout),
             ))),
         }
     }
@@ -318,23 +319,10 @@ impl Store {
     /// fails `span`.
     async fn bounded<T>(
         &self,
-        mut span: SpanGuard,
+        span: SpanGuard,
         exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> StoreResult<T> {
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                span.fail(err.to_string());
-                Err(err.into())
-            }
-            Err(_) => {
-                span.fail("timed out");
-                Err(StoreError::Unavailable(anyhow!(
-                    "redis did not answer within {:?}",
-                    self.timeout
-                )))
-            }
-        }
+        self.finish(span, self.bounded_once(exchange).await)
     }
 
     /// Runs a step script that answers `{'ok', value}` / `{'err', code, ..}`.
