@@ -19,7 +19,9 @@
 //! - `article`: the slug maps to an article hash that is listed in the article index;
 //! - `comment`: the comment id is listed under the article and its hash exists;
 //! - `favorite` / `unfavorite`: only the last acknowledged one per (user, article) is checked,
-//!   since it decides the final state: favorited after `favorite`, not after `unfavorite`.
+//!   since it decides the final state: favorited after `favorite`, not after `unfavorite`. A
+//!   toggle logged with `acked: false` after it (no answer, or a 5xx) may have run: then a state
+//!   other than that one counts as a write whose answer never reached the client, not as lost.
 //!
 //! Duplicates: two articles by one author with the same title, or two comments by one author
 //! on one article with the same body. The load generator makes every title unique in a run
@@ -118,6 +120,13 @@ pub struct WriteRecord {
     pub comment_id: Option<Value>,
     #[serde(default)]
     pub profile: Option<String>,
+    /// False for a toggle the client never learned the outcome of.
+    #[serde(default = "answered")]
+    pub acked: bool,
+}
+
+fn answered() -> bool {
+    true
 }
 
 /// One line of the timeline (only what is checked here).
@@ -236,8 +245,18 @@ struct Acknowledged {
     /// Ids of acknowledged comments (a sequence of their own: an article and a comment may
     /// share an id).
     comments: HashSet<String>,
-    /// (user, slug) -> the last acknowledged favorite (true) or unfavorite (false).
-    last_favorite: HashMap<(String, String), bool>,
+    /// (user, slug) -> the state the acknowledged toggles left.
+    last_favorite: HashMap<(String, String), Toggles>,
+}
+
+/// The favorite toggles of one user on one article.
+#[derive(Debug, Default, Clone, Copy)]
+struct Toggles {
+    /// The last acknowledged one: favorite (true) or unfavorite (false); none means the
+    /// article was never favorited, as the run's users are new.
+    last_acked: Option<bool>,
+    /// An unanswered toggle came after it, so either state is possible.
+    pending: bool,
 }
 
 /// The user id of a username in the dump.
@@ -254,6 +273,10 @@ fn check_acknowledged(out: &mut WriteCheck, writes: &[WriteRecord], dump: &Dump)
         last_favorite: HashMap::new(),
     };
     for w in writes {
+        let toggle = matches!(w.kind.as_str(), "favorite" | "unfavorite");
+        if !w.acked && !toggle {
+            continue;
+        }
         let slug = w.slug.clone().unwrap_or_default();
         let found = match w.kind.as_str() {
             "user" => user_id(dump, &w.user).is_some(),
@@ -284,9 +307,18 @@ fn check_acknowledged(out: &mut WriteCheck, writes: &[WriteRecord], dump: &Dump)
                 }
             }
             "favorite" | "unfavorite" => {
-                acked
+                let t = acked
                     .last_favorite
-                    .insert((w.user.clone(), slug), w.kind == "favorite");
+                    .entry((w.user.clone(), slug))
+                    .or_default();
+                if w.acked {
+                    *t = Toggles {
+                        last_acked: Some(w.kind == "favorite"),
+                        pending: false,
+                    };
+                } else {
+                    t.pending = true;
+                }
                 continue;
             }
             _ => continue,
@@ -307,20 +339,30 @@ fn check_acknowledged(out: &mut WriteCheck, writes: &[WriteRecord], dump: &Dump)
     acked
 }
 
-/// Each (user, article) must be in the state of its last acknowledged favorite or unfavorite.
+/// Each (user, article) must be in the state of its last acknowledged favorite or unfavorite,
+/// unless an unanswered toggle came after it.
 fn check_favorites(
     out: &mut WriteCheck,
-    last_favorite: HashMap<(String, String), bool>,
+    last_favorite: HashMap<(String, String), Toggles>,
     dump: &Dump,
 ) {
     let mut favorites: Vec<_> = last_favorite.into_iter().collect();
-    favorites.sort();
-    for ((user, slug), on) in favorites {
-        out.checked += 1;
+    favorites.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((user, slug), toggles) in favorites {
+        let on = toggles.last_acked.unwrap_or(false);
         let state = match (user_id(dump, &user), dump.slugs.get(&slug)) {
             (Some(u), Some(a)) => Some(dump.favorites.contains(&(a.clone(), u))),
             _ => None,
         };
+        if toggles.pending && state.is_some() && state != Some(on) {
+            out.unacknowledged += 1;
+            continue;
+        }
+        if toggles.last_acked.is_none() && state == Some(false) {
+            // Only unanswered toggles, none of which ran: nothing acknowledged to check.
+            continue;
+        }
+        out.checked += 1;
         if state == Some(on) {
             out.found += 1;
         } else {
@@ -537,6 +579,7 @@ mod tests {
             slug: slug.map(str::to_string),
             comment_id: None,
             profile: None,
+            acked: true,
         }
     }
 
@@ -578,6 +621,35 @@ mod tests {
         let check = check_writes("r", &writes, &dump());
         assert_eq!(check.lost, 2, "{:?}", check.details);
         assert!(check.details.iter().any(|d| d.contains("comment")));
+    }
+
+    #[test]
+    fn an_unanswered_toggle_after_the_last_acknowledged_one_leaves_the_state_open() {
+        // lrx2 favorited a-1 (stored); an unfavorite without an answer follows.
+        let mut writes = all_found();
+        let mut unanswered = w("unfavorite", "lrx2", Some("a-1"));
+        unanswered.acked = false;
+        writes.push(unanswered);
+        let mut d = dump();
+        let check = check_writes("r", &writes, &d);
+        assert_eq!(
+            (check.lost, check.unacknowledged),
+            (0, 0),
+            "{:?}",
+            check.details
+        );
+        // It did run: the favorite is gone, which is allowed, not lost.
+        d.favorites.clear();
+        let check = check_writes("r", &writes, &d);
+        assert_eq!(
+            (check.lost, check.unacknowledged),
+            (0, 1),
+            "{:?}",
+            check.details
+        );
+        // Without the unanswered toggle the same dump is a lost favorite.
+        let check = check_writes("r", &all_found(), &d);
+        assert_eq!(check.lost, 1, "{:?}", check.details);
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! `--log-writes FILE`: one JSON line per acknowledged write, so another tool can compare what
 //! the API acknowledged with what the data store holds.
+//!
+//! A favorite or unfavorite that ended without an answer (no response, or a 5xx) is logged too,
+//! with `acked: false`: it may or may not have been executed, so it leaves the final state of
+//! that (user, article) undecided until a later acknowledged toggle.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -21,8 +25,10 @@ pub struct WriteRecord {
     pub user: String,
     /// The `Idempotency-Key` the write carried on every attempt.
     pub idempotency_key: String,
-    /// Status of the acknowledgement (2xx).
+    /// Status of the acknowledgement (2xx), or of the last attempt (0 when none answered).
     pub status: u16,
+    /// False for a toggle whose outcome the client never learned (see the module docs).
+    pub acked: bool,
     /// The acknowledgement was a replay of an earlier execution.
     pub replayed: bool,
     /// Attempts it took.
@@ -54,6 +60,7 @@ impl WriteRecord {
             user: user.to_string(),
             idempotency_key: key.to_string(),
             status,
+            acked: (200..300).contains(&status),
             replayed,
             attempts,
             slug: None,
