@@ -6,9 +6,7 @@ use redis::Value;
 
 use super::fanout::Op;
 use super::keys::{Keys, ARTICLE_BUCKETS, TAG_BUCKETS};
-use super::{
-    boolean, field, hash, int, IdempotencyLease, ProfileView, Store, StoreError, StoreResult,
-};
+use super::{field, hash, int, IdempotencyLease, ProfileView, Store, StoreError, StoreResult};
 
 /// A stored article.
 #[derive(Debug, Clone)]
@@ -24,6 +22,9 @@ pub struct ArticleRecord {
     /// Milliseconds since the Unix epoch (Redis server time).
     pub created_at: i64,
     pub updated_at: i64,
+    /// The favorites count the favorite step stores with the article; none for an article
+    /// stored before the count was kept (its favorited-by set is counted instead).
+    pub favorites: Option<u64>,
 }
 
 impl ArticleRecord {
@@ -38,6 +39,7 @@ impl ArticleRecord {
             .collect();
         tags.sort();
         Some(Self {
+            favorites: map.get("favorites").and_then(|v| v.parse().ok()),
             created_at: super::millis(&mut map, "created_at"),
             updated_at: super::millis(&mut map, "updated_at"),
             id: field(&mut map, "id"),
@@ -89,7 +91,7 @@ pub struct ArticleFilter<'a> {
 }
 
 /// The fields an article list shows: everything but the body.
-const LIST_FIELDS: [&str; 8] = [
+const LIST_FIELDS: [&str; 9] = [
     "id",
     "slug",
     "title",
@@ -98,6 +100,7 @@ const LIST_FIELDS: [&str; 8] = [
     "author",
     "created_at",
     "updated_at",
+    "favorites",
 ];
 
 /// How many other slugs a new article tries before its base slug gets its id appended.
@@ -395,7 +398,8 @@ impl Store {
     /// Marks (or unmarks) the article at `slug` as a favorite of `viewer`.
     ///
     /// Steps: the viewer's favorites (the commit point, with the idempotency result); then the
-    /// article's favorited-by set. A retry repeats the second step.
+    /// article's favorited-by set and the count stored with the article. A retry repeats the
+    /// second step.
     ///
     /// # Returns
     /// The article id.
@@ -419,12 +423,13 @@ impl Store {
             &[if on { "zadd" } else { "zrem" }, &id, &id],
         )
         .await?;
-        let mut pipe = redis::pipe();
-        pipe.cmd(if on { "SADD" } else { "SREM" })
-            .arg(self.keys.favorited_by(&id))
+        let mut invocation = self.scripts.favorited_by.prepare_invoke();
+        invocation
+            .key(self.keys.favorited_by(&id))
+            .key(self.keys.article(&id))
             .arg(viewer)
-            .ignore();
-        let () = self.query("SADD", &pipe).await?;
+            .arg(if on { "1" } else { "0" });
+        self.eval::<i64>("favorited_by", &invocation).await?;
         self.durable().await?;
         Ok(id)
     }
@@ -590,9 +595,10 @@ impl Store {
         Ok((self.article_views(Some(viewer), &ids, false).await?, total))
     }
 
-    /// Articles, favorite state and authors for `ids`, in two waves of round trips: one small
-    /// pipeline per article (its slot), then the authors. Lists leave the body out. Articles
-    /// deleted in the meantime are left out.
+    /// Articles, favorite state and authors for `ids`, in two waves of round trips: the
+    /// articles (one small pipeline per article's slot) with one `ZMSCORE` over the viewer's
+    /// favorites, then the authors once each. Lists leave the body out; the favorites count
+    /// comes with the article. Articles deleted in the meantime are left out.
     async fn article_views(
         &self,
         viewer: Option<&str>,
@@ -602,7 +608,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let pipes: Vec<redis::Pipeline> = ids
+        let mut pipes: Vec<redis::Pipeline> = ids
             .iter()
             .map(|id| {
                 let mut pipe = redis::pipe();
@@ -613,29 +619,34 @@ impl Store {
                         .arg(self.keys.article(id))
                         .arg(&LIST_FIELDS[..]);
                 }
-                pipe.cmd("SCARD").arg(self.keys.favorited_by(id));
-                if let Some(viewer) = viewer {
-                    pipe.cmd("SISMEMBER")
-                        .arg(self.keys.favorited_by(id))
-                        .arg(viewer);
-                }
                 pipe
             })
             .collect();
-        let replies = self
-            .query_many(
-                if with_body {
-                    "HGETALL SCARD SISMEMBER"
-                } else {
-                    "HMGET SCARD SISMEMBER"
-                },
-                &pipes,
-            )
-            .await?;
+        if let Some(viewer) = viewer {
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZMSCORE")
+                .arg(self.keys.favorites(viewer))
+                .arg(ids);
+            pipes.push(pipe);
+        }
+        let operation = if with_body {
+            "HGETALL ZMSCORE"
+        } else {
+            "HMGET ZMSCORE"
+        };
+        let mut replies = self.query_many(operation, &pipes).await?;
+        let favorited: Vec<bool> = match viewer {
+            Some(_) => {
+                let reply = replies.pop().and_then(|r| r.into_iter().next());
+                let scores: Vec<Option<f64>> = redis::from_redis_value(reply.unwrap_or(Value::Nil))
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!("bad favorites reply: {e}")))?;
+                scores.into_iter().map(|s| s.is_some()).collect()
+            }
+            None => vec![false; ids.len()],
+        };
         let mut found = Vec::with_capacity(ids.len());
-        for reply in replies {
-            let mut reply = reply.into_iter();
-            let first = reply.next().unwrap_or(Value::Nil);
+        for (reply, favorited) in replies.into_iter().zip(favorited) {
+            let first = reply.into_iter().next().unwrap_or(Value::Nil);
             let map = if with_body {
                 hash(first)?
             } else {
@@ -647,24 +658,31 @@ impl Store {
                     .filter_map(|(name, value)| Some(((*name).to_owned(), value?)))
                     .collect()
             };
-            let article = ArticleRecord::from_hash(map);
-            let count = int(reply.next().unwrap_or(Value::Int(0)))?.max(0) as u64;
-            let favorited = match viewer {
-                Some(_) => boolean(reply.next().unwrap_or(Value::Int(0)))?,
-                None => false,
-            };
-            if let Some(article) = article {
-                found.push((article, count, favorited));
+            if let Some(article) = ArticleRecord::from_hash(map) {
+                found.push((article, favorited));
             }
         }
-        let mut author_ids: Vec<String> = found.iter().map(|(a, ..)| a.author_id.clone()).collect();
+        let mut author_ids: Vec<String> = found.iter().map(|(a, _)| a.author_id.clone()).collect();
         author_ids.sort();
         author_ids.dedup();
-        let authors = self.profiles(viewer, &author_ids).await?;
+        let uncounted: Vec<String> = found
+            .iter()
+            .filter(|(a, _)| a.favorites.is_none())
+            .map(|(a, _)| a.id.clone())
+            .collect();
+        let (authors, counted) = futures_util::future::try_join(
+            self.profiles(viewer, &author_ids),
+            self.favorite_counts(&uncounted),
+        )
+        .await?;
         Ok(found
             .into_iter()
-            .filter_map(|(article, favorites_count, favorited)| {
+            .filter_map(|(article, favorited)| {
                 let author = authors.get(&article.author_id)?.clone();
+                let favorites_count = article
+                    .favorites
+                    .or_else(|| counted.get(&article.id).copied())
+                    .unwrap_or(0);
                 Some(ArticleView {
                     article,
                     author,
@@ -673,6 +691,30 @@ impl Store {
                 })
             })
             .collect())
+    }
+
+    /// The size of each article's favorited-by set: for articles stored before their count
+    /// was kept with them (none, once every such article has been favorited again).
+    async fn favorite_counts(&self, ids: &[String]) -> StoreResult<HashMap<String, u64>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let pipes: Vec<redis::Pipeline> = ids
+            .iter()
+            .map(|id| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("SCARD").arg(self.keys.favorited_by(id));
+                pipe
+            })
+            .collect();
+        let replies = self.query_many("SCARD", &pipes).await?;
+        ids.iter()
+            .zip(replies)
+            .map(|(id, reply)| {
+                let n = int(reply.into_iter().next().unwrap_or(Value::Int(0)))?;
+                Ok((id.clone(), n.max(0) as u64))
+            })
+            .collect()
     }
 
     /// Tags in use, most used first (at most 1000): the top of every tag bucket, merged, in

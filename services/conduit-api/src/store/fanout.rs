@@ -117,8 +117,7 @@ impl Store {
                 if job.op == Op::Unfavorite {
                     pipe.cmd("ZREM")
                         .arg(self.keys.favorites(member))
-                        .arg(&job.article)
-                        .ignore();
+                        .arg(&job.article);
                     return pipe;
                 }
                 let feed = self.keys.feed(member);
@@ -127,14 +126,12 @@ impl Store {
                         .arg(&feed)
                         .arg(&job.article)
                         .arg(&job.article)
-                        .ignore()
                         .cmd("ZREMRANGEBYRANK")
                         .arg(&feed)
                         .arg(0)
-                        .arg(-(FEED_MAX + 1))
-                        .ignore();
+                        .arg(-(FEED_MAX + 1));
                 } else {
-                    pipe.cmd("ZREM").arg(&feed).arg(&job.article).ignore();
+                    pipe.cmd("ZREM").arg(&feed).arg(&job.article);
                 }
                 pipe
             })

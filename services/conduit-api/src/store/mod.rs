@@ -250,12 +250,26 @@ impl Store {
         }
     }
 
-    /// Runs pipelines of different slots at once: one wave of round trips.
+    /// Runs pipelines of different slots at once: one wave of round trips, and one round trip
+    /// on a single Redis, which serves every slot: there the pipelines go as one. Every command
+    /// gets its reply (none may be marked `ignore`), so each pipeline's replies are its own.
     async fn query_many(
         &self,
         commands: &'static str,
         pipes: &[Pipeline],
     ) -> StoreResult<Vec<Vec<Value>>> {
+        if matches!(self.conn, RedisConn::Single(_)) && pipes.len() > 1 {
+            let mut all = redis::pipe();
+            for cmd in pipes.iter().flat_map(Pipeline::cmd_iter) {
+                all.add_command(cmd.clone());
+            }
+            let replies: Vec<Value> = self.query(commands, &all).await?;
+            let mut replies = replies.into_iter();
+            return Ok(pipes
+                .iter()
+                .map(|pipe| replies.by_ref().take(pipe.len()).collect())
+                .collect());
+        }
         try_join_all(
             pipes
                 .iter()
@@ -514,10 +528,6 @@ fn int(value: Value) -> StoreResult<i64> {
     redis::from_redis_value(value).map_err(|e| StoreError::Other(anyhow!("bad integer reply: {e}")))
 }
 
-fn boolean(value: Value) -> StoreResult<bool> {
-    redis::from_redis_value(value).map_err(|e| StoreError::Other(anyhow!("bad boolean reply: {e}")))
-}
-
 fn field(map: &mut HashMap<String, String>, name: &str) -> String {
     map.remove(name).unwrap_or_default()
 }
@@ -597,6 +607,8 @@ mod tests {
                 vec![k.tagged("rust:{x}"), k.tag_counts_of("rust:{x}")],
             ),
             ("article view", vec![k.article("9"), k.favorited_by("9")]),
+            ("favorited_by", vec![k.favorited_by("9"), k.article("9")]),
+            ("page favorites (viewer)", vec![k.favorites("7")]),
             ("feed page", vec![k.feed("7")]),
             (
                 "follow tail (target)",

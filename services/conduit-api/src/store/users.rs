@@ -301,7 +301,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(out);
         }
-        let pipes: Vec<redis::Pipeline> = ids
+        let mut pipes: Vec<redis::Pipeline> = ids
             .iter()
             .map(|id| {
                 let mut pipe = redis::pipe();
@@ -313,21 +313,22 @@ impl Store {
                 pipe
             })
             .collect();
-        let following = async {
-            match viewer {
-                Some(viewer) => {
-                    let mut pipe = redis::pipe();
-                    pipe.cmd("SMISMEMBER")
-                        .arg(self.keys.following(viewer))
-                        .arg(ids);
-                    let (flags,): (Vec<bool>,) = self.query("SMISMEMBER", &pipe).await?;
-                    Ok(flags)
-                }
-                None => Ok(vec![false; ids.len()]),
+        if let Some(viewer) = viewer {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SMISMEMBER")
+                .arg(self.keys.following(viewer))
+                .arg(ids);
+            pipes.push(pipe);
+        }
+        let mut replies = self.query_many("HMGET SMISMEMBER", &pipes).await?;
+        let following: Vec<bool> = match viewer {
+            Some(_) => {
+                let reply = replies.pop().and_then(|r| r.into_iter().next());
+                redis::from_redis_value(reply.unwrap_or(Value::Nil))
+                    .map_err(|e| StoreError::Other(anyhow::anyhow!("bad follows reply: {e}")))?
             }
+            None => vec![false; ids.len()],
         };
-        let (replies, following) =
-            futures_util::future::try_join(self.query_many("HMGET", &pipes), following).await?;
         for ((id, reply), following) in ids.iter().zip(replies).zip(following) {
             let fields: Vec<Option<String>> =
                 redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil))

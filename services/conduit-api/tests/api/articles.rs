@@ -439,3 +439,74 @@ async fn redis_special_characters_stay_data() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_page_shows_the_viewers_favorites_and_counts_even_for_articles_stored_before_the_count() {
+    let app = spawn_app().await;
+    let jake = app.register("jake").await;
+    let anne = app.register("anne").await;
+    let bob = app.register("bob").await;
+    for title in ["one", "two", "three"] {
+        app.create_article(&jake, title, &["counted"]).await;
+    }
+    for (token, slug) in [(&anne, "one"), (&bob, "one"), (&anne, "three")] {
+        let reply = app
+            .post(
+                &format!("/api/articles/{slug}/favorite"),
+                Some(token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    // Article "one" as an older version stored it: no count in its hash.
+    let hash = app
+        .keys()
+        .into_iter()
+        .find(|k| {
+            k.ends_with(":article")
+                && app.redis_cmd::<Option<String>>(redis::cmd("HGET").arg(k).arg("slug"))
+                    == Some("one".into())
+        })
+        .expect("the article hash of \"one\"");
+    let removed: i64 = app.redis_cmd(redis::cmd("HDEL").arg(&hash).arg("favorites"));
+    assert_eq!(
+        removed, 1,
+        "the favorite step stores the count with the article"
+    );
+
+    let page = app.get("/api/articles?tag=counted", Some(&anne)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let seen: Vec<(String, bool, u64)> = page.body["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["slug"].as_str().unwrap().to_owned(),
+                a["favorited"].as_bool().unwrap(),
+                a["favoritesCount"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("three".into(), true, 1),
+            ("two".into(), false, 0),
+            ("one".into(), true, 2)
+        ]
+    );
+    let single = app.get("/api/articles/one", Some(&bob)).await;
+    assert_eq!(
+        (
+            single.body["article"]["favorited"].clone(),
+            single.body["article"]["favoritesCount"].clone()
+        ),
+        (json!(true), json!(2))
+    );
+    // The next toggle stores the count again.
+    app.delete("/api/articles/one/favorite", Some(&bob)).await;
+    let stored: Option<String> = app.redis_cmd(redis::cmd("HGET").arg(&hash).arg("favorites"));
+    assert_eq!(stored.as_deref(), Some("1"));
+}
