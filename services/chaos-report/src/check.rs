@@ -117,21 +117,10 @@ fn primaries(seeds: &str) -> Result<Vec<String>> {
             .and_then(|mut con| redis::cmd("CLUSTER").arg("NODES").query(&mut con));
         match nodes {
             Ok(nodes) => {
-                let mut out: Vec<String> = nodes
-                    .lines()
-                    .filter_map(|line| {
-                        let fields: Vec<&str> = line.split(' ').collect();
-                        let flags = fields.get(2)?;
-                        if !flags.contains("master") || flags.contains("fail") {
-                            return None;
-                        }
-                        // A primary without slots holds no data.
-                        fields.get(8)?;
-                        let addr = fields.get(1)?.split('@').next()?;
-                        Some(format!("redis://{addr}"))
-                    })
+                let out: Vec<String> = conduit_api::store::serving_primaries(&nodes)
+                    .into_iter()
+                    .map(|addr| format!("redis://{addr}"))
                     .collect();
-                out.sort();
                 if out.is_empty() {
                     bail!("no primary with slots in CLUSTER NODES of {seed}");
                 }

@@ -1,13 +1,11 @@
-//! conduit-load against the real thing: a real `redis-server` and two real API replicas
+//! conduit-load against the real thing: a real Redis (scripts/test.sh's) and two real API replicas
 //! (built in-process from the `conduit_api` library), driven round-robin without a proxy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use conduit_api::config::Config;
@@ -23,17 +21,12 @@ use serde_json::Value;
 
 const KEYS: &str = "loadtest1:0123456789abcdef0123456789abcdef0123";
 
-/// A `redis-server` child on a free port, killed on drop.
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The Redis for the tests: `CONDUIT_TEST_REDIS_URL`, set by scripts/test.sh, as for the API
+/// tests. There is no default: a test never talks to a Redis it was not given. Each test keeps
+/// its keys under a prefix of its own.
+fn redis_url() -> String {
+    std::env::var("CONDUIT_TEST_REDIS_URL")
+        .expect("CONDUIT_TEST_REDIS_URL is not set: run the tests with scripts/test.sh")
 }
 
 fn free_port() -> u16 {
@@ -41,48 +34,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free local port")
-}
-
-fn start_redis() -> Redis {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start redis-server ({e}): these tests need a real Redis; \
-                 install it with `apt-get install -y redis-server`"
-            )
-        });
-    let redis = Redis {
-        child,
-        url: format!("redis://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if ping(port) {
-            return redis;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on port {port} did not answer PING within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut buf = [0u8; 16];
-    s.write_all(b"PING\r\n").is_ok()
-        && s.read(&mut buf)
-            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
 /// Replicas log nowhere, but their trace layer is on, so `X-Trace-Id` shows the trace they used.
@@ -99,14 +50,14 @@ fn init_api_telemetry() {
 }
 
 /// Start a replica named `name` on a free port; returns its base URL.
-fn spawn_replica(redis: &Redis, prefix: &str, name: &str) -> String {
+fn spawn_replica(redis_url: &str, prefix: &str, name: &str) -> String {
     init_api_telemetry();
     let config = Config::try_parse_from([
         "conduit-api",
         "--addr",
         "127.0.0.1:0",
         "--redis-url",
-        &redis.url,
+        redis_url,
         "--redis-prefix",
         prefix,
         "--jwt-keys",
@@ -153,7 +104,7 @@ fn id_text(v: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_run_reaches_both_replicas_and_every_acknowledged_write_is_listed() {
     // Arrange: Redis, two replicas sharing it, a write log.
-    let redis = start_redis();
+    let redis = redis_url();
     let prefix = unique_prefix();
     let a = spawn_replica(&redis, &prefix, "load-a");
     let b = spawn_replica(&redis, &prefix, "load-b");
@@ -290,7 +241,7 @@ async fn a_bounded_run_reaches_both_replicas_and_every_acknowledged_write_is_lis
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_continue_the_trace_the_client_started() {
     // Arrange: one Redis, two replicas, a client with no exporter.
-    let redis = start_redis();
+    let redis = redis_url();
     let prefix = unique_prefix();
     let a = spawn_replica(&redis, &prefix, "trace-a");
     let b = spawn_replica(&redis, &prefix, "trace-b");

@@ -175,9 +175,44 @@ impl ConnectionLike for RedisConn {
     }
 }
 
+/// The primaries that hold data, as `host:port`, sorted, from a `CLUSTER NODES` reply: nodes
+/// flagged `master`, not failed, with at least one slot range.
+pub fn serving_primaries(cluster_nodes: &str) -> Vec<String> {
+    let mut out: Vec<String> = cluster_nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let flags = fields.get(2)?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            // Slot ranges start at field 9; a primary without any holds no data.
+            fields.get(8)?;
+            Some(fields.get(1)?.split('@').next()?.to_owned())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serving_primaries_are_the_live_masters_with_slots() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7003@17003 master,fail - 0 0 3 connected 10923-16383
+d4 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+e5 127.0.0.1:7005@17005 master - 0 0 5 connected
+";
+        assert_eq!(
+            serving_primaries(nodes),
+            vec!["127.0.0.1:7001".to_owned(), "127.0.0.1:7002".to_owned()]
+        );
+    }
 
     #[test]
     fn cluster_mode_is_chosen_by_the_seed_list() {

@@ -104,21 +104,7 @@ impl Store {
                 redis::from_redis_value(v)
                     .map_err(|e| StoreError::Other(anyhow!("bad CLUSTER NODES reply: {e}")))
             })?;
-        let nodes: Vec<String> = nodes
-            .lines()
-            .filter_map(|line| {
-                let fields: Vec<&str> = line.split(' ').collect();
-                let flags = fields.get(2)?;
-                if !flags.contains("master") || flags.contains("fail") {
-                    return None;
-                }
-                // Slotless primaries hold no data.
-                if fields.len() < 9 {
-                    return None;
-                }
-                Some(fields.get(1)?.split('@').next()?.to_owned())
-            })
-            .collect();
+        let nodes = super::conn::serving_primaries(&nodes);
         self.replica_watch.cache_primaries(&nodes);
         Ok(nodes)
     }

@@ -30,7 +30,7 @@ use crate::telemetry::{self, SpanGuard};
 
 pub use articles::{ArticleChanges, ArticleFilter, ArticleRecord, ArticleView, NewArticle};
 pub use comments::{CommentRecord, CommentView};
-pub use conn::RedisTarget;
+pub use conn::{serving_primaries, RedisTarget};
 pub use durability::ReplicaState;
 pub use fanout::{consumer_name, FEED_MAX};
 pub use idempotency::{Begin, IdempotencyLease};

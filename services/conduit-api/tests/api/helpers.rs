@@ -48,19 +48,10 @@ pub fn data_nodes() -> Vec<String> {
         .get_connection()
         .expect("cannot reach the test cluster (is scripts/test.sh running it?)");
     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con).unwrap();
-    let mut primaries: Vec<String> = nodes
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let flags = fields.get(2)?;
-            if !flags.contains("master") || flags.contains("fail") {
-                return None;
-            }
-            let addr = fields.get(1)?.split('@').next()?;
-            Some(format!("redis://{addr}"))
-        })
+    let primaries: Vec<String> = conduit_api::store::serving_primaries(&nodes)
+        .into_iter()
+        .map(|addr| format!("redis://{addr}"))
         .collect();
-    primaries.sort();
     assert!(!primaries.is_empty(), "no primary in CLUSTER NODES");
     primaries
 }
