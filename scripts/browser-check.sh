@@ -19,12 +19,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/browser-check.sh [--out DIR] [--no-build]
+Usage: scripts/browser-check.sh [--out-dir DIR] [--no-build]
 
 Runs the RealWorld calls from a page on another origin in headless Chromium, through nginx and
 3 replicas on 127.0.0.1: with CORS on they must all succeed, with CORS off they must all fail.
 
-  --out DIR     where results go (default: target/browser-check); emptied first
+  --out-dir DIR where results go (default: target/browser-check); emptied first
   --no-build    do not run cargo build; use the release binary already in the target directory
   -h, --help    this help
 
@@ -45,7 +45,7 @@ BUILD=1
 OUT="$ROOT/target/browser-check"
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --out) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; OUT="$2"; shift ;;
+    --out-dir) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; OUT="$2"; shift ;;
     --no-build) BUILD=0 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -82,7 +82,7 @@ fi
 
 # Only ever empty a directory that is empty or holds an earlier browser check.
 if [[ -d "$OUT" && -n "$(ls -A "$OUT")" && ! -e "$OUT/summary.txt" ]]; then
-  die "$OUT is not empty and holds no earlier browser check; choose another --out"
+  die "$OUT is not empty and holds no earlier browser check; choose another --out-dir"
 fi
 rm -rf "$OUT"
 mkdir -p "$OUT/logs"

@@ -29,20 +29,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/chaos.sh [--short] [--cluster | --compose] [--out DIR] [--no-build] [--seed N]
+Usage: scripts/chaos.sh [--quick] [--cluster | --compose] [--out-dir DIR] [--no-build] [--seed N]
 
 Runs five fault phases against a cluster under load and checks that no client notices.
 First measures the saturation throughput (a short load run with the rate uncapped, same users
 and mix); every phase then runs at 60 % of it. Both numbers are printed at the start and in
 the table header.
 
-  --short       every phase lasts a few seconds (for CI; the whole run takes about 3 minutes)
+  --quick       every phase lasts a few seconds (for CI; the whole run takes about 3 minutes)
   --cluster     business data in a local Redis Cluster (3 primaries, 3 replicas, node timeout
                 2 s, append-only) instead of one redis-server; phase 5 becomes "redis primary
                 SIGKILL": a primary is killed under load, its replica promoted, the killed node
                 restarted (it rejoins as a replica)
   --compose     run against the container stack (podman-compose) instead of local processes
-  --out DIR     where results go (default: out/chaos); emptied first
+  --out-dir DIR where results go (default: out/chaos); emptied first
   --no-build    do not run cargo build; use the binaries already in the target directory
   --seed N      seed for the random choices (which replica dies), to repeat a run
   -h, --help    this help
@@ -54,7 +54,7 @@ Environment:
                         cluster nodes on +70..+75 and their bus ports +10000)
   CHAOS_RATE            load in operations per second for the phases (default: 60 % of the
                         measured saturation throughput)
-  CHAOS_SAT_SECONDS     length of the saturation run (default 10, --short 5)
+  CHAOS_SAT_SECONDS     length of the saturation run (default 10, --quick 5)
   CHAOS_USERS           virtual users of the load (default 8)
 
 Results in the output directory: table.txt (the phase table), rows.jsonl, chaos.png and
@@ -65,7 +65,7 @@ Needs: cargo, redis-server, redis-cli, nginx, curl (and for --compose: podman, p
 EOF
 }
 
-SHORT=0
+QUICK=0
 CLUSTER=0
 COMPOSE=0
 BUILD=1
@@ -73,11 +73,11 @@ OUT="$ROOT/out/chaos"
 SEED=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --short) SHORT=1 ;;
+    --quick) QUICK=1 ;;
     --compose) COMPOSE=1 ;;
     --cluster) CLUSTER=1 ;;
     --no-build) BUILD=0 ;;
-    --out) OUT="${2:?--out needs a directory}"; shift ;;
+    --out-dir) OUT="${2:?--out-dir needs a directory}"; shift ;;
     --seed) SEED="${2:?--seed needs a number}"; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "chaos.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -96,7 +96,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Settings per mode. Durations are the load run of each phase; the faults of a phase must be
 # over before its load run ends (checked).
-if [[ $SHORT -eq 1 ]]; then
+if [[ $QUICK -eq 1 ]]; then
   SAT_SECONDS="${CHAOS_SAT_SECONDS:-5}"
   DRAIN=2
   REDIS_DOWN=3
@@ -196,7 +196,7 @@ fi
 
 # Only ever empty a directory that is empty or holds an earlier chaos run.
 if [[ -d "$OUT" && -n "$(ls -A "$OUT")" && ! -e "$OUT/events.tsv" ]]; then
-  die "$OUT is not empty and holds no earlier chaos run; choose another --out"
+  die "$OUT is not empty and holds no earlier chaos run; choose another --out-dir"
 fi
 rm -rf "$OUT"
 mkdir -p "$OUT/logs"
@@ -1140,7 +1140,7 @@ if ! "$BIN/chaos-report" plot "${timelines[@]}" --events "$EVENTS" \
   verdict=1
 fi
 
-echo "Chaos run ($MODE$([[ $SHORT -eq 1 ]] && echo ', short')), $((($(now_ms) - T_START) / 1000)) s; writes checked against Redis after the last phase:"
+echo "Chaos run ($MODE$([[ $QUICK -eq 1 ]] && echo ', quick')), $((($(now_ms) - T_START) / 1000)) s; writes checked against Redis after the last phase:"
 cat "$OUT/table.txt"
 if [[ $verdict -ne 0 ]]; then
   echo "Checked right after each phase:"

@@ -30,7 +30,7 @@ Runs the compose cluster end to end with podman-compose and checks it through ng
 Options:
   --cluster        run the data in a Redis Cluster (deploy/compose.cluster.yaml) and kill a
                    Redis primary under traffic instead of scaling the API and restarting Redis
-  --skip-build     use the existing images (do not run scripts/build-images.sh)
+  --no-build       use the existing images (do not run scripts/build-images.sh)
   --keep           leave the stack running at the end (for debugging); remove it later with
                    podman-compose -p <project> -f compose.yaml -f deploy/compose.offline.yaml down -v
                    (with --cluster add -f deploy/compose.cluster.yaml)
@@ -55,7 +55,7 @@ CLUSTER=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --cluster) CLUSTER=1 ;;
-        --skip-build) BUILD=0 ;;
+        --no-build) BUILD=0 ;;
         --keep) KEEP=1 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
