@@ -53,25 +53,16 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-log() { printf '[browser-check] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=browser-check
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Prerequisites, each with the Debian package that provides it.
 CHROMIUM="${CHROMIUM:-chromium}"
-# nginx lives in /usr/sbin, which a non-root PATH may lack.
-NGINX="$(command -v nginx || true)"
-[[ -n "$NGINX" || ! -x /usr/sbin/nginx ]] || NGINX=/usr/sbin/nginx
-missing=()
-for pair in "$CHROMIUM:chromium" redis-server:redis-server redis-cli:redis-tools curl:curl \
-  python3:python3 timeout:coreutils; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
-done
-[[ -n "$NGINX" ]] || missing+=(nginx-light)
-[[ $BUILD -eq 0 ]] || command -v cargo >/dev/null 2>&1 || missing+=("cargo (rustup)")
-if [[ ${#missing[@]} -gt 0 ]]; then
-  die "missing: ${missing[*]}. On Debian: apt-get install -y --no-install-recommends ${missing[*]}"
-fi
+need "$CHROMIUM" redis-server redis-cli curl python3 timeout nginx
+[[ $BUILD -eq 0 ]] || need cargo
+find_nginx NGINX
 
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/conduit-api"
 if [[ $BUILD -eq 1 ]]; then
@@ -113,9 +104,6 @@ trap 'exit 130' INT TERM
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY \
   OTEL_SDK_DISABLED OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 wait_http() { # URL NAME PID
   local i
   for i in $(seq 1 200); do
@@ -126,10 +114,14 @@ wait_http() { # URL NAME PID
   die "$2 did not answer $1 within 10 s"
 }
 
-REDIS_PORT=$(free_port)
-NGINX_PORT=$(free_port)
-PAGE_PORT=$(free_port)
-REPLICA_PORTS=("$(free_port)" "$(free_port)" "$(free_port)")
+free_port REDIS_PORT
+free_port NGINX_PORT
+free_port PAGE_PORT
+REPLICA_PORTS=()
+for _ in 1 2 3; do
+  free_port port
+  REPLICA_PORTS+=("$port")
+done
 API="http://127.0.0.1:$NGINX_PORT"
 PAGE="http://127.0.0.1:$PAGE_PORT/index.html?api=$API"
 

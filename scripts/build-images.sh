@@ -46,8 +46,9 @@ Environment (defaults in brackets):
 EOF
 }
 
-log() { printf '[build-images] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=build-images
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 
 BASE=1
 APPS=1
@@ -77,16 +78,15 @@ OTLP_RECEIVER_IMAGE=${OTLP_RECEIVER_IMAGE:-localhost/otlp-receiver:$VERSION}
 NICE=${NICE:-15}
 WORK_DIR=${WORK_DIR:-/var/tmp}
 
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required ($2)"; }
 # shellcheck source=scripts/lib/podman.sh
 source "$ROOT/scripts/lib/podman.sh"
 podman_prereqs containers
 if [[ $BASE == 1 ]]; then
-    need debootstrap "apt-get install -y --no-install-recommends debootstrap"
+    need debootstrap
     [[ $(id -u) == 0 ]] || die "debootstrap needs root"
 fi
 if [[ $APPS == 1 ]]; then
-    need rustup "https://rustup.rs"
+    need rustup
 fi
 
 # Images carry HEALTHCHECK and STOPSIGNAL, which only the docker image format keeps.

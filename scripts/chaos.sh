@@ -85,8 +85,9 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-log() { printf '%s chaos: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+SCRIPT_NAME=chaos
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 now_ms() { date +%s%3N; }
 if [[ $CLUSTER -eq 1 && $COMPOSE -eq 1 ]]; then
   echo "chaos.sh: --cluster runs local processes; it does not combine with --compose" >&2
@@ -135,23 +136,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
 
 # ---------------------------------------------------------------------------------------------
-# need TOOL... : each missing tool is named with the Debian package that brings it.
-need() {
-  local missing=() packages=() tool
-  for tool in "$@"; do
-    command -v "$tool" >/dev/null 2>&1 && continue
-    missing+=("$tool")
-    case "$tool" in
-      redis-server) packages+=(redis-server) ;;
-      redis-cli) packages+=(redis-tools) ;;
-      date | sed | grep | base64) packages+=(coreutils sed grep) ;;
-      *) packages+=("$tool") ;;
-    esac
-  done
-  if [[ ${#missing[@]} -gt 0 ]]; then
-    die "missing tools: ${missing[*]} (apt-get install -y --no-install-recommends ${packages[*]})"
-  fi
-}
+# Prerequisites, each named with the Debian package that brings it (lib/common.sh).
 need curl date sed grep base64
 # The picture at the end needs a sans font; find out now rather than after the whole run.
 compgen -G '/usr/share/fonts/*/dejavu/DejaVuSans.ttf' >/dev/null ||
@@ -165,11 +150,8 @@ if [[ $COMPOSE -eq 1 ]]; then
   podman_prereqs containers
   podman_compose_on_path
 else
-  need redis-server redis-cli
-  # nginx lives in /usr/sbin, which a non-root PATH may lack.
-  NGINX="$(command -v nginx || true)"
-  [[ -n "$NGINX" ]] || { [[ -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx; }
-  [[ -n "$NGINX" ]] || die "nginx not found (apt-get install -y nginx-light)"
+  need redis-server redis-cli nginx
+  find_nginx NGINX
 fi
 if [[ $BUILD -eq 1 ]]; then
   need cargo

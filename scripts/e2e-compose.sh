@@ -46,8 +46,9 @@ Environment:
 EOF
 }
 
-log() { printf '[e2e-compose] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=e2e-compose
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 
 BUILD=1
 KEEP=0
@@ -63,17 +64,11 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
-for tool in curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is required (apt-get install -y --no-install-recommends $tool)"
-done
+need curl python3
 # shellcheck source=scripts/lib/podman.sh
 source "$ROOT/scripts/lib/podman.sh"
 podman_prereqs containers
 podman_compose_on_path
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 if [[ $CLUSTER == 1 ]]; then
     PROJECT=${E2E_PROJECT:-conduit-e2e-cluster-$$}
@@ -82,9 +77,12 @@ else
 fi
 PREFIX=${CONDUIT_REDIS_PREFIX:-conduit}
 TRAFFIC_SECONDS=${E2E_TRAFFIC_SECONDS:-60}
-export CONDUIT_HTTP_PORT=${E2E_HTTP_PORT:-$(free_port)}
-export OTLP_REPORT_PORT=${OTLP_REPORT_PORT:-$(free_port)}
-export JAEGER_UI_PORT=${JAEGER_UI_PORT:-$(free_port)}
+free_port port
+export CONDUIT_HTTP_PORT=${E2E_HTTP_PORT:-$port}
+free_port port
+export OTLP_REPORT_PORT=${OTLP_REPORT_PORT:-$port}
+free_port port
+export JAEGER_UI_PORT=${JAEGER_UI_PORT:-$port}
 BASE="http://127.0.0.1:$CONDUIT_HTTP_PORT"
 REPORT_URL="http://127.0.0.1:$OTLP_REPORT_PORT/report?spans=false"
 COMPOSE=(podman-compose -p "$PROJECT" -f "$ROOT/compose.yaml" -f "$ROOT/deploy/compose.offline.yaml")

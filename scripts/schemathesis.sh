@@ -22,7 +22,7 @@ Options:
   --quick             fewer examples per operation (10 instead of 50)
   --max-examples N    examples per operation and phase [25]
   --seed N            random seed, to replay a run [random]
-  --report-dir DIR    keep the JUnit and NDJSON reports and the replica log in DIR
+  --out-dir DIR       keep the JUnit and NDJSON reports and the replica log in DIR
   -h, --help          show this help
 
 Environment (defaults in brackets):
@@ -37,8 +37,9 @@ Needs: cargo, redis-server, redis-cli, curl, python3 with the venv module
 EOF
 }
 
-log() { printf '[schemathesis] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=schemathesis
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 
 MAX_EXAMPLES=25
 SEED=""
@@ -63,18 +64,11 @@ SCHEMATHESIS_TIMEOUT=${SCHEMATHESIS_TIMEOUT:-270}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NICE=${NICE:-15}
 
-for tool in cargo redis-server redis-cli curl python3 timeout; do
-    command -v "$tool" >/dev/null 2>&1 ||
-        die "'$tool' is not installed (Debian: apt-get install -y redis-server curl python3-venv; rustup for cargo)"
-done
+need cargo redis-server redis-cli curl python3 timeout
 
 # Everything below talks to 127.0.0.1 only; make sure no proxy setting reroutes it.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # --- schemathesis, pinned, in its own virtualenv -------------------------------------------
 ST="$SCHEMATHESIS_VENV/bin/schemathesis"
@@ -95,7 +89,7 @@ API_BIN="$TARGET_DIR/debug/conduit-api"
 
 # --- redis-server and one replica -----------------------------------------------------------
 WORK=$(mktemp -d)
-REDIS_PORT=$(free_port)
+free_port REDIS_PORT
 API_PID=""
 cleanup() {
     local rc=$?
@@ -126,7 +120,7 @@ redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null || {
 }
 log "redis-server on 127.0.0.1:$REDIS_PORT"
 
-API_PORT=$(free_port)
+free_port API_PORT
 BASE="http://127.0.0.1:$API_PORT"
 CONDUIT_JWT_KEYS=$("$API_BIN" keygen --kid schemathesis)
 # The replica's settings; tracing export stays off (no OTLP endpoint).

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Podman prerequisites shared by the container scripts (build-images, e2e-compose, chaos
-# --compose, k8s-check). Source it after defining `die`; then call
+# --compose, k8s-check). Source it after lib/common.sh; then call
 #
 #   podman_prereqs containers|kube
 #                             podman, runc, netavark + aardvark-dns (container DNS), and for
