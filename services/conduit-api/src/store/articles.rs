@@ -6,7 +6,7 @@ use redis::Value;
 
 use super::fanout::Op;
 use super::keys::{Keys, ARTICLE_BUCKETS, TAG_BUCKETS};
-use super::{field, hash, int, IdempotencyLease, ProfileView, Store, StoreError, StoreResult};
+use super::{hash, int, IdempotencyLease, ProfileView, Store, StoreError, StoreResult};
 
 /// A stored article.
 #[derive(Debug, Clone)]
@@ -28,27 +28,41 @@ pub struct ArticleRecord {
 }
 
 impl ArticleRecord {
-    fn from_hash(mut map: HashMap<String, String>) -> Option<Self> {
-        if map.get("id").is_none_or(String::is_empty) {
-            return None;
-        }
-        let mut tags: Vec<String> = field(&mut map, "tags")
+    /// An article from the fields of its hash, each taken by name; none when the hash is gone.
+    fn from_fields(mut take: impl FnMut(&str) -> Option<String>) -> Option<Self> {
+        let id = take("id").filter(|id| !id.is_empty())?;
+        let mut tags: Vec<String> = take("tags")
+            .unwrap_or_default()
             .split(',')
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .collect();
         tags.sort();
+        let millis = |v: Option<String>| v.and_then(|v| v.parse().ok()).unwrap_or(0);
         Some(Self {
-            favorites: map.get("favorites").and_then(|v| v.parse().ok()),
-            created_at: super::millis(&mut map, "created_at"),
-            updated_at: super::millis(&mut map, "updated_at"),
-            id: field(&mut map, "id"),
-            slug: field(&mut map, "slug"),
-            title: field(&mut map, "title"),
-            description: field(&mut map, "description"),
-            body: field(&mut map, "body"),
+            id,
+            slug: take("slug").unwrap_or_default(),
+            title: take("title").unwrap_or_default(),
+            description: take("description").unwrap_or_default(),
+            body: take("body").unwrap_or_default(),
             tags,
-            author_id: field(&mut map, "author"),
+            author_id: take("author").unwrap_or_default(),
+            created_at: millis(take("created_at")),
+            updated_at: millis(take("updated_at")),
+            favorites: take("favorites").and_then(|v| v.parse().ok()),
+        })
+    }
+
+    /// From `HGETALL`.
+    fn from_hash(mut map: HashMap<String, String>) -> Option<Self> {
+        Self::from_fields(|name| map.remove(name))
+    }
+
+    /// From `HMGET` of [`LIST_FIELDS`], in that order (no body): no map in between.
+    fn from_list_fields(mut values: Vec<Option<String>>) -> Option<Self> {
+        Self::from_fields(|name| {
+            let i = LIST_FIELDS.iter().position(|f| *f == name)?;
+            values.get_mut(i)?.take()
         })
     }
 }
@@ -244,13 +258,7 @@ impl Store {
             .arg(self.keys.article(&id))
             .arg(&LIST_FIELDS[..]);
         let (fields,): (Vec<Option<String>>,) = self.query("HMGET", &pipe).await?;
-        let record = ArticleRecord::from_hash(
-            LIST_FIELDS
-                .iter()
-                .zip(fields)
-                .filter_map(|(name, value)| Some(((*name).to_owned(), value?)))
-                .collect(),
-        );
+        let record = ArticleRecord::from_list_fields(fields);
         Ok((id, fresh, record))
     }
 
@@ -647,18 +655,14 @@ impl Store {
         let mut found = Vec::with_capacity(ids.len());
         for (reply, favorited) in replies.into_iter().zip(favorited) {
             let first = reply.into_iter().next().unwrap_or(Value::Nil);
-            let map = if with_body {
-                hash(first)?
+            let article = if with_body {
+                ArticleRecord::from_hash(hash(first)?)
             } else {
                 let fields: Vec<Option<String>> = redis::from_redis_value(first)
                     .map_err(|e| StoreError::Other(anyhow::anyhow!("bad article reply: {e}")))?;
-                LIST_FIELDS
-                    .iter()
-                    .zip(fields)
-                    .filter_map(|(name, value)| Some(((*name).to_owned(), value?)))
-                    .collect()
+                ArticleRecord::from_list_fields(fields)
             };
-            if let Some(article) = ArticleRecord::from_hash(map) {
+            if let Some(article) = article {
                 found.push((article, favorited));
             }
         }

@@ -528,14 +528,6 @@ fn int(value: Value) -> StoreResult<i64> {
     redis::from_redis_value(value).map_err(|e| StoreError::Other(anyhow!("bad integer reply: {e}")))
 }
 
-fn field(map: &mut HashMap<String, String>, name: &str) -> String {
-    map.remove(name).unwrap_or_default()
-}
-
-fn millis(map: &mut HashMap<String, String>, name: &str) -> i64 {
-    map.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
