@@ -83,6 +83,9 @@ pub struct LoadSummary {
     pub requests: Requests,
     #[serde(default)]
     pub errors: BTreeMap<String, u64>,
+    /// [sent, gave up] of each failed request (Unix ms), when the load run recorded them.
+    #[serde(default)]
+    pub failure_spans_ms: Vec<(u64, u64)>,
     pub writes: Writes,
     #[serde(default)]
     pub by_replica: BTreeMap<String, u64>,
@@ -501,12 +504,22 @@ pub fn judge(
         ));
     }
     if let Some((start, end)) = window {
-        // A timeline line covers the second before `unix_ms`.
-        let outside: u64 = timeline
-            .iter()
-            .filter(|t| t.failed > 0 && (t.unix_ms < start || t.unix_ms > end + 1000))
-            .map(|t| t.failed)
-            .sum();
+        let outside: u64 = if summary.failure_spans_ms.len() as u64 == summary.requests.failed {
+            // Each failed request against the window: it must have been under way during it.
+            summary
+                .failure_spans_ms
+                .iter()
+                .filter(|(sent, gave_up)| *sent > end || *gave_up < start)
+                .count() as u64
+        } else {
+            // Without the spans, by the second it failed in (a timeline line covers the second
+            // before `unix_ms`).
+            timeline
+                .iter()
+                .filter(|t| t.failed > 0 && (t.unix_ms < start || t.unix_ms > end + 1000))
+                .map(|t| t.failed)
+                .sum()
+        };
         if outside > 0 {
             problems.push(format!(
                 "{outside} requests failed outside the outage window"
@@ -701,5 +714,54 @@ mod tests {
         args.recovery_ms = Some(2500);
         let row = judge(&args, &summary, &timeline, None, check());
         assert!(!row.passed);
+    }
+
+    #[test]
+    fn a_request_under_way_during_the_window_may_fail_after_it_but_not_one_sent_after_it() {
+        let summary = |spans: serde_json::Value| -> LoadSummary {
+            serde_json::from_value(serde_json::json!({
+                "run_id": "r",
+                "requests": {"total": 10, "ok": 8, "failed": 2, "retries": 3},
+                "errors": {"503": 2},
+                "failure_spans_ms": spans,
+                "writes": {"acknowledged": 4}
+            }))
+            .unwrap()
+        };
+        let args = Args {
+            phase: "p".into(),
+            summary: PathBuf::new(),
+            writes: PathBuf::new(),
+            timeline: None,
+            dump: PathBuf::new(),
+            allow_failures: vec!["503".into()],
+            failures_from: None,
+            failures_until: None,
+            recovery_ms: None,
+            max_recovery_ms: None,
+            note: vec![],
+            problem: vec![],
+        };
+        // The timeline alone would put both failures 4 s after the window.
+        let timeline = vec![TimelineLine {
+            unix_ms: 10_000,
+            failed: 2,
+        }];
+        let window = Some((4_000, 6_000));
+        let check = || check_writes("r", &all_found(), &dump());
+        // Sent just before the fault, and inside the window; both gave up at 9.9 s.
+        let under_way = summary(serde_json::json!([[3_900, 9_900], [5_500, 9_900]]));
+        let row = judge(&args, &under_way, &timeline, window, check());
+        assert!(row.passed, "{:?}", row.problems);
+        // One sent after the window, one that was over before it.
+        let outside = summary(serde_json::json!([[6_500, 9_900], [1_000, 3_000]]));
+        let row = judge(&args, &outside, &timeline, window, check());
+        assert!(
+            row.problems
+                .iter()
+                .any(|p| p.starts_with("2 requests failed outside")),
+            "{:?}",
+            row.problems
+        );
     }
 }

@@ -269,3 +269,281 @@ fn user_id(con: &mut redis::Connection, keys: &Keys, name: &str) -> String {
         .query(con)
         .expect("username claim")
 }
+
+/// The user id in a token's claims.
+fn subject(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64 claims"),
+    )
+    .expect("JSON claims");
+    claims["sub"].as_str().expect("sub").to_owned()
+}
+
+/// One write that spans slots, as its route runs it, and the request a client retries it with.
+struct Write {
+    name: &'static str,
+    steps: &'static [&'static str],
+    method: reqwest::Method,
+    path: &'static str,
+    body: Option<Value>,
+    /// Made by `bob` (who follows `ann`) instead of `ann`, or by nobody (registration).
+    by: &'static str,
+}
+
+fn writes() -> Vec<Write> {
+    use reqwest::Method;
+    let article = json!({"article": {"title": "Second", "description": "d", "body": "b", "tagList": ["rust", "new"]}});
+    vec![
+        Write {
+            name: "create article",
+            steps: &[
+                "slug_claim",
+                "put_article",
+                "author_list",
+                "tags",
+                "global_index",
+            ],
+            method: Method::POST,
+            path: "/api/articles",
+            body: Some(article),
+            by: "ann",
+        },
+        Write {
+            name: "update article",
+            steps: &[
+                "new_slug_claim",
+                "update_article",
+                "old_slug_released",
+                "tags_added",
+            ],
+            method: Method::PUT,
+            path: "/api/articles/first",
+            body: Some(json!({"article": {"title": "Renamed", "tagList": ["rust", "new"]}})),
+            by: "ann",
+        },
+        Write {
+            name: "delete article",
+            steps: &[
+                "tags_removed",
+                "global_index_removed",
+                "delete_from_author_list",
+                "feeds_removed",
+                "delete_article",
+                "fans_unfavorited",
+            ],
+            method: Method::DELETE,
+            path: "/api/articles/first",
+            body: None,
+            by: "ann",
+        },
+        Write {
+            name: "favorite",
+            steps: &["favorite_commit"],
+            method: Method::POST,
+            path: "/api/articles/first/favorite",
+            body: None,
+            by: "ann",
+        },
+        Write {
+            name: "follow",
+            steps: &["follow_commit", "followers"],
+            method: Method::POST,
+            path: "/api/profiles/bob/follow",
+            body: None,
+            by: "ann",
+        },
+        Write {
+            name: "unfollow",
+            steps: &["follow_commit", "followers"],
+            method: Method::DELETE,
+            path: "/api/profiles/ann/follow",
+            body: None,
+            by: "bob",
+        },
+        Write {
+            name: "register",
+            steps: &["user_claims", "put_user"],
+            method: Method::POST,
+            path: "/api/users",
+            body: Some(
+                json!({"user": {"username": "dee", "email": "dee@example.com", "password": "password123"}}),
+            ),
+            by: "",
+        },
+        Write {
+            name: "update user",
+            steps: &["new_user_claims", "update_user"],
+            method: Method::PUT,
+            path: "/api/user",
+            body: Some(json!({"user": {"username": "anna", "email": "anna@example.com"}})),
+            by: "ann",
+        },
+    ]
+}
+
+/// Runs `write` through `store` as its route would, with the lease of the client's request.
+async fn run_stopped(
+    store: &conduit_api::store::Store,
+    lease: &conduit_api::store::IdempotencyLease,
+    write: &Write,
+    caller: &str,
+) -> bool {
+    use conduit_api::store::{ArticleChanges, NewArticle, UserChanges};
+    let lease = Some(lease);
+    let tags = vec!["rust".to_owned(), "new".to_owned()];
+    match write.name {
+        "create article" => {
+            let new = NewArticle {
+                slug_base: "second",
+                title: "Second",
+                description: "d",
+                body: "b",
+                tags: &tags,
+            };
+            store.create_article(lease, caller, &new).await.is_err()
+        }
+        "update article" => {
+            let changes = ArticleChanges {
+                title: Some("Renamed".into()),
+                slug_base: Some("renamed".into()),
+                tags: Some(tags.clone()),
+                ..Default::default()
+            };
+            store
+                .update_article(lease, caller, "first", &changes)
+                .await
+                .is_err()
+        }
+        "delete article" => store.delete_article(lease, caller, "first").await.is_err(),
+        "favorite" => store.favorite(lease, caller, "first", true).await.is_err(),
+        "follow" => store.follow(lease, caller, "bob", true).await.is_err(),
+        "unfollow" => store.follow(lease, caller, "ann", false).await.is_err(),
+        "register" => store
+            .create_user(lease, "dee", "dee@example.com", "not-a-real-hash")
+            .await
+            .is_err(),
+        "update user" => {
+            let changes = UserChanges {
+                username: Some("anna".into()),
+                email: Some("anna@example.com".into()),
+                ..Default::default()
+            };
+            store.update_user(lease, caller, &changes).await.is_err()
+        }
+        other => panic!("no such write: {other}"),
+    }
+}
+
+/// Every write that spans slots, stopped after each of its steps as if its replica died there,
+/// then retried by the client with the same `Idempotency-Key` through another replica: the
+/// data set `check` walks is whole again, every index entry live and every entity indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_stopped_after_any_step_and_retried_leaves_a_whole_data_set() {
+    use conduit_api::store::{Begin, Store};
+    let http = reqwest::Client::new();
+    let mut stops = 0;
+    for write in writes() {
+        for step in write.steps {
+            // Arrange: ann wrote "First" (tags rust, redis), bob follows and favorited it.
+            let prefix = unique_prefix();
+            let base = spawn_replica(&prefix);
+            let ann = register(&http, &base, "ann").await;
+            let bob = register(&http, &base, "bob").await;
+            let url = |path: &str| format!("{base}{path}");
+            use reqwest::Method;
+            call(
+                &http,
+                Method::POST,
+                url("/api/profiles/ann/follow"),
+                Some(&bob),
+                None,
+            )
+            .await;
+            let first = article(&http, &base, &ann, "First", &["rust", "redis"]).await;
+            assert_eq!(first, "first");
+            call(
+                &http,
+                Method::POST,
+                url("/api/articles/first/favorite"),
+                Some(&bob),
+                None,
+            )
+            .await;
+            assert!(
+                run_check(&prefix).passed,
+                "{}: the data set before",
+                write.name
+            );
+
+            // Act: the write stops after `step`; its lease is given back, as a 503 does.
+            let token = match write.by {
+                "ann" => Some(ann.as_str()),
+                "bob" => Some(bob.as_str()),
+                _ => None,
+            };
+            let scope = token.map_or_else(|| "anon".to_owned(), subject);
+            let body = write
+                .body
+                .as_ref()
+                .map(|b| b.to_string().into_bytes())
+                .unwrap_or_default();
+            let fingerprint =
+                conduit_api::idempotency::fingerprint(write.method.as_str(), write.path, "", &body);
+            let store = Store::new(
+                &conduit_api::store::RedisTarget::Single(redis_url()),
+                &prefix,
+                Duration::from_secs(2),
+            )
+            .expect("store")
+            .stopping_after(step);
+            let key = format!("stop-{step}");
+            let Begin::Proceed(lease) = store
+                .idempotency_begin(&scope, &key, &fingerprint, 10, 600)
+                .await
+                .expect("begin")
+            else {
+                panic!("{}: expected to proceed", write.name);
+            };
+            assert!(
+                run_stopped(&store, &lease, &write, &scope).await,
+                "{}: no step {step} to stop after",
+                write.name
+            );
+            store.idempotency_release(&lease).await.expect("release");
+            stops += 1;
+
+            // The client's retry, with the same key and body, on a healthy replica.
+            let mut retry = http
+                .request(write.method.clone(), url(write.path))
+                .header("Idempotency-Key", &key)
+                .header("Content-Type", "application/json");
+            if let Some(token) = token {
+                retry = retry.header("Authorization", format!("Token {token}"));
+            }
+            if !body.is_empty() {
+                retry = retry.body(body.clone());
+            }
+            let reply = retry.send().await.expect("retry answered");
+            let status = reply.status();
+            assert!(
+                status.is_success(),
+                "{} stopped after {step}: retry {status} {}",
+                write.name,
+                reply.text().await.unwrap_or_default()
+            );
+
+            // Assert: whole again.
+            let report = run_check(&prefix);
+            assert!(
+                report.passed,
+                "{} stopped after {step}, then retried: {:?} {:?}",
+                write.name, report.violations, report.examples
+            );
+        }
+    }
+    assert_eq!(stops, writes().iter().map(|w| w.steps.len()).sum::<usize>());
+}

@@ -9,6 +9,9 @@ use hdrhistogram::Histogram;
 
 use crate::retry::Attempt;
 
+/// At most this many spans of failed requests are kept.
+pub const MAX_FAILURE_STARTS: usize = 10_000;
+
 /// Name used for responses that carried no `X-Served-By` header.
 pub const UNKNOWN_REPLICA: &str = "(none)";
 
@@ -51,6 +54,11 @@ pub struct Counters {
     pub ok: u64,
     /// Logical requests that failed after retries.
     pub failed: u64,
+    /// When each failed logical request was sent and when it gave up (Unix milliseconds; the
+    /// first [`MAX_FAILURE_STARTS`]): a fault window judges a request by whether it was under
+    /// way during the window, since one sent during an outage may fail only later, after its
+    /// retries.
+    pub failure_spans_ms: Vec<(u64, u64)>,
     /// Attempts beyond the first.
     pub retries: u64,
     /// Acknowledged (2xx) writes by kind.
@@ -73,6 +81,7 @@ impl Default for Counters {
             requests: 0,
             ok: 0,
             failed: 0,
+            failure_spans_ms: Vec::new(),
             retries: 0,
             writes_acked: BTreeMap::new(),
             writes_replayed: 0,
@@ -112,6 +121,12 @@ impl Counters {
             None => self.ok += 1,
             Some(kind) => {
                 self.failed += 1;
+                if self.failure_spans_ms.len() < MAX_FAILURE_STARTS {
+                    let took = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+                    let ended = crate::writelog::now_ms();
+                    self.failure_spans_ms
+                        .push((ended.saturating_sub(took), ended));
+                }
                 entry.failed += 1;
                 *self.errors.entry(kind).or_default() += 1;
             }

@@ -96,6 +96,9 @@ pub struct Summary {
     pub replicas_seen: usize,
     /// Failed logical requests by kind.
     pub errors: BTreeMap<String, u64>,
+    /// When each failed logical request was sent and when it gave up (Unix ms, the first
+    /// 10 000).
+    pub failure_spans_ms: Vec<(u64, u64)>,
     pub writes: Writes,
     pub operations: BTreeMap<String, OpSummary>,
     pub checks: Checks,
@@ -172,6 +175,7 @@ impl Summary {
             by_replica: c.by_replica.clone(),
             replicas_seen: seen,
             errors: c.errors.clone(),
+            failure_spans_ms: c.failure_spans_ms.clone(),
             writes: Writes {
                 acknowledged: c.writes_acked_total(),
                 replayed: c.writes_replayed,

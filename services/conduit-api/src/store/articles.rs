@@ -227,6 +227,7 @@ impl Store {
     /// first batch now, the rest by the fan-out workers: `fanout.rs`).
     async fn index_article(&self, author: &str, id: &str, tags: &[String]) -> StoreResult<()> {
         self.retag(id, tags, true).await?;
+        self.step_done("tags")?;
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD")
             .arg(self.keys.articles_bucket(Keys::article_bucket(id)))
@@ -234,6 +235,7 @@ impl Store {
             .arg(id)
             .ignore();
         let () = self.query("ZADD", &pipe).await?;
+        self.step_done("global_index")?;
         self.fan_out_article(author, id, Op::FeedAdd, self.fanout_inline)
             .await
     }
@@ -264,8 +266,10 @@ impl Store {
 
     /// Applies changes to the article at `slug` if `viewer` wrote it.
     ///
-    /// Steps: a claim on the new slug; the article hash (the commit point); the idempotency
-    /// result; then the old slug's claim is given back and tag indexes follow the new tags.
+    /// Steps: a claim on the new slug; the article hash (the commit point, which also notes
+    /// the tags dropped in `tags_gone`); the idempotency result; then the old slug's claim is
+    /// given back and the tag indexes follow: the new tags, then the dropped ones (read from
+    /// the commit's answer, so a retry or the next update finishes what a crash left).
     ///
     /// # Returns
     /// The article id (its slug may have changed).
@@ -285,6 +289,7 @@ impl Store {
         if let Some(base) = changes.slug_base.as_deref() {
             if base != current.slug {
                 new_slug = Some(self.claim_slug(base, &id).await?);
+                self.step_done("new_slug_claim")?;
             }
         }
         let tags = changes.tags.as_ref().map(|t| t.join(","));
@@ -303,37 +308,52 @@ impl Store {
             }
         }
         let article = self.keys.article(&id);
-        let outcome = self
-            .step(
-                "update_article",
-                &self.scripts.update_article,
-                &[&article],
-                &args,
-            )
-            .await;
-        if let Err(err) = outcome {
-            if let Some(claimed) = &new_slug {
-                self.release(&self.keys.slug_claim(claimed), &id).await?;
+        let tags_gone = match self.update_step(&article, &args).await {
+            Ok(gone) => gone,
+            Err(err) => {
+                if let Some(claimed) = &new_slug {
+                    self.release(&self.keys.slug_claim(claimed), &id).await?;
+                }
+                return Err(err);
             }
-            return Err(err);
-        }
+        };
+        self.step_done("update_article")?;
         self.idem_commit(lease, &id).await?;
         if new_slug.is_some() {
             self.release(&self.keys.slug_claim(&current.slug), &id)
                 .await?;
+            self.step_done("old_slug_released")?;
         }
         if let Some(new_tags) = &changes.tags {
-            let removed: Vec<String> = current
-                .tags
-                .iter()
-                .filter(|t| !new_tags.contains(t))
-                .cloned()
-                .collect();
             self.retag(&id, new_tags, true).await?;
-            self.retag(&id, &removed, false).await?;
+            self.step_done("tags_added")?;
+        }
+        if !tags_gone.is_empty() {
+            let gone: Vec<String> = tags_gone.split(',').map(str::to_owned).collect();
+            self.retag(&id, &gone, false).await?;
+            let mut invocation = self.scripts.tags_gone_done.prepare_invoke();
+            invocation.key(&article).arg(&tags_gone);
+            self.eval::<i64>("tags_gone_done", &invocation).await?;
         }
         self.durable().await?;
         Ok(id)
+    }
+
+    /// The commit step of an update (`update_article.lua`).
+    ///
+    /// # Returns
+    /// The tags the article no longer has whose indexes may still list it (comma-joined).
+    async fn update_step(&self, article: &str, args: &[&str]) -> StoreResult<String> {
+        let mut invocation = self.scripts.update_article.prepare_invoke();
+        invocation.key(article);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let reply: Vec<String> = self.eval("update_article", &invocation).await?;
+        if reply.first().map(String::as_str) == Some("ok") {
+            return Ok(reply.into_iter().nth(2).unwrap_or_default());
+        }
+        super::script_outcome(reply)
     }
 
     /// Deletes the article at `slug` with its comments, favorites and index entries, if `viewer`
@@ -365,12 +385,14 @@ impl Store {
             return Err(StoreError::Forbidden("article"));
         }
         self.retag(&id, &current.tags, false).await?;
+        self.step_done("tags_removed")?;
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM")
             .arg(self.keys.articles_bucket(Keys::article_bucket(&id)))
             .arg(&id)
             .ignore();
         let () = self.query("ZREM", &pipe).await?;
+        self.step_done("global_index_removed")?;
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM")
             .arg(self.keys.authored(viewer))
@@ -380,6 +402,7 @@ impl Store {
         self.step_done("delete_from_author_list")?;
         self.fan_out_article(viewer, &id, Op::FeedRemove, self.fanout_inline)
             .await?;
+        self.step_done("feeds_removed")?;
         let keys = [
             self.keys.article(&id),
             self.keys.favorited_by(&id),
@@ -395,8 +418,10 @@ impl Store {
             &[viewer],
         )
         .await?;
+        self.step_done("delete_article")?;
         self.fan_out_article(viewer, &id, Op::Unfavorite, self.fanout_inline)
             .await?;
+        self.step_done("fans_unfavorited")?;
         self.release(&self.keys.slug_claim(&current.slug), &id)
             .await?;
         self.idem_commit(lease, "").await?;
@@ -431,6 +456,7 @@ impl Store {
             &[if on { "zadd" } else { "zrem" }, &id, &id],
         )
         .await?;
+        self.step_done("favorite_commit")?;
         let mut invocation = self.scripts.favorited_by.prepare_invoke();
         invocation
             .key(self.keys.favorited_by(&id))

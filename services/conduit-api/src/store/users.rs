@@ -177,6 +177,7 @@ impl Store {
             .arg(email)
             .arg(password_hash);
         let _: i64 = self.eval("put_user", &invocation).await?;
+        self.step_done("put_user")?;
         self.idem_commit(lease, &id).await?;
         self.durable().await?;
         Ok(id)
@@ -238,6 +239,7 @@ impl Store {
             }
         }
         self.claim_user_values(id, &wanted).await?;
+        self.step_done("new_user_claims")?;
         let mut args: Vec<&str> = Vec::new();
         let pairs = [
             ("username", &changes.username),
@@ -262,6 +264,7 @@ impl Store {
             &args,
         )
         .await?;
+        self.step_done("update_user")?;
         for claim in released {
             self.release(&claim, id).await?;
         }
@@ -387,6 +390,7 @@ impl Store {
             &[if on { "sadd" } else { "srem" }, &target, &target],
         )
         .await?;
+        self.step_done("follow_commit")?;
         let mut pipe = redis::pipe();
         pipe.cmd(if on { "SADD" } else { "SREM" })
             .arg(self.keys.followers(&target))
@@ -400,6 +404,7 @@ impl Store {
                 .arg(0)
                 .arg(FOLLOW_MERGE - 1);
             let (ids,): (Vec<String>,) = self.query("SADD ZREVRANGE", &pipe).await?;
+            self.step_done("followers")?;
             if !ids.is_empty() {
                 let mut pipe = redis::pipe();
                 pipe.cmd("ZADD").arg(&feed);
@@ -418,6 +423,7 @@ impl Store {
             // The feed (at most FEED_MAX ids) loses those the target wrote: bounded by the
             // feed, not by how much the target ever wrote.
             let () = self.query("SREM", &pipe).await?;
+            self.step_done("followers")?;
             let mut pipe = redis::pipe();
             pipe.cmd("ZRANGE").arg(&feed).arg(0).arg(-1);
             let (ids,): (Vec<String>,) = self.query("ZRANGE", &pipe).await?;
