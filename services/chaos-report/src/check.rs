@@ -430,6 +430,24 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             }
         }
     }
+    // The count the favorite step stores with the article (absent on articles stored before it
+    // was kept: those are counted from the set when read).
+    for (id, article) in &s.articles {
+        let Some(stored) = article.get("favorites") else {
+            continue;
+        };
+        let fans = s.favorited_by.get(id).map_or(0, BTreeSet::len);
+        if stored.parse::<usize>().ok() != Some(fans) {
+            f.violation(
+                "favorites count unlike favorited-by",
+                format!(
+                    "{} says {stored}, {} holds {fans}",
+                    keys.article(id),
+                    keys.favorited_by(id)
+                ),
+            );
+        }
+    }
     for id in s.fans_gone.keys() {
         if s.articles.contains_key(id) {
             f.violation("fans_gone of a live article", keys.fans_gone(id));

@@ -203,7 +203,7 @@ async fn check_passes_on_api_data_and_names_broken_invariants() {
     assert_eq!(report.favorites, 2);
 
     // Break the data by hand: an article hash gone with its index entries left, a tag count
-    // bumped.
+    // bumped, a stored favorites count off.
     let keys = Keys::new(&prefix);
     let mut con = redis::Client::open(redis_url())
         .and_then(|c| c.get_connection())
@@ -236,10 +236,26 @@ async fn check_passes_on_api_data_and_names_broken_invariants() {
         .arg("rust")
         .query(&mut con)
         .expect("ZINCRBY");
+    let ann_first: String = {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys.authored(&user_id(&mut con, &keys, "ann")))
+            .arg(0)
+            .arg(0)
+            .query(&mut con)
+            .expect("ann's list");
+        ids.into_iter().next().expect("ann wrote an article")
+    };
+    let _: () = redis::cmd("HSET")
+        .arg(keys.article(&ann_first))
+        .arg("favorites")
+        .arg(7)
+        .query(&mut con)
+        .expect("HSET");
     let report = run_check(&prefix);
     let text = check::render(&report);
     assert!(!report.passed, "{text}");
     for invariant in [
+        "favorites count unlike favorited-by",
         "global index entry without article",
         "author's list entry without article",
         "tag index entry without article",
