@@ -37,6 +37,9 @@ impl TryFrom<NewComment> for CommentBody {
 pub const DEFAULT_COMMENTS: u64 = 100;
 /// Largest comment page.
 pub const MAX_COMMENTS: u64 = 500;
+/// A page stops early once its comments and their authors pass this many bytes (the first
+/// comment is always there): 500 comments of 10 000 four-byte characters would be 20 MB.
+pub const COMMENT_PAGE_BYTES: usize = 1 << 20;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -88,8 +91,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(delete_comment);
 }
 
-/// Comments of an article, newest first, one page (`limit` default 100, at most 500); auth
-/// optional.
+/// Comments of an article, newest first, one page (`limit` default 100, at most 500, and fewer
+/// once the page passes 1 MiB; the next page starts at `offset` plus the comments returned);
+/// auth optional.
 #[utoipa::path(tag = "Comments", params(("slug" = String, Path), CommentPageQuery),
     responses((status = 200, body = MultipleCommentsResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[get("/api/articles/{slug}/comments")]
@@ -107,7 +111,7 @@ pub(crate) async fn list_comments(
     )?;
     let comments = state
         .store
-        .comments(viewer.id(), &slug, limit, offset)
+        .comments(viewer.id(), &slug, limit, offset, COMMENT_PAGE_BYTES)
         .await?;
     Ok(HttpResponse::Ok().json(MultipleCommentsResponse {
         comments: comments.into_iter().map(Comment::from).collect(),

@@ -115,20 +115,38 @@ impl Store {
     }
 
     /// `limit` comments of the article at `slug` from `offset`, newest first, in three waves
-    /// of round trips.
+    /// of round trips; fewer when the comments with their authors pass `max_bytes` (the first
+    /// is always there), so the client asks for the next page from `offset` plus what it got.
     pub async fn comments(
         &self,
         viewer: Option<&str>,
         slug: &str,
         limit: u64,
         offset: u64,
+        max_bytes: usize,
     ) -> StoreResult<Vec<CommentView>> {
         let article = self
             .article_id(slug)
             .await?
             .ok_or(StoreError::NotFound("article"))?;
-        let (comments, _) = self.comment_page(&article, offset, limit).await?;
-        self.comment_views(viewer, comments).await
+        let (comments, _) = self
+            .comment_page(&article, offset, limit, max_bytes)
+            .await?;
+        let mut views = self.comment_views(viewer, comments).await?;
+        // The authors count too: many long profiles could pass the budget by themselves.
+        let mut used = 0;
+        let keep = views
+            .iter()
+            .position(|v| {
+                used += v.comment.body.len()
+                    + v.author.username.len()
+                    + v.author.bio.len()
+                    + v.author.image.len();
+                used > max_bytes
+            })
+            .map_or(views.len(), |over| over.max(1));
+        views.truncate(keep);
+        Ok(views)
     }
 
     /// One comment of the article at `slug` as `viewer` sees it.
@@ -155,19 +173,22 @@ impl Store {
             .ok_or(StoreError::NotFound("comment"))
     }
 
-    /// `limit` comments of article `id` from `offset`, newest first, and how many it has.
+    /// `limit` comments of article `id` from `offset`, newest first (fewer past `max_bytes`
+    /// of stored comments), and how many it has.
     async fn comment_page(
         &self,
         article: &str,
         offset: u64,
         limit: u64,
+        max_bytes: usize,
     ) -> StoreResult<(Vec<CommentRecord>, u64)> {
         let mut invocation = self.scripts.comment_page.prepare_invoke();
         invocation
             .key(self.keys.comment_ids(article))
             .key(self.keys.comments(article))
             .arg(offset)
-            .arg(limit);
+            .arg(limit)
+            .arg(max_bytes);
         let reply: Vec<redis::Value> = self.eval("comment_page", &invocation).await?;
         let mut reply = reply.into_iter();
         let total = super::int(reply.next().unwrap_or(redis::Value::Int(0)))?.max(0) as u64;

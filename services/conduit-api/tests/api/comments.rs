@@ -151,3 +151,49 @@ async fn comments_come_in_pages_with_limit_and_offset() {
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
     assert!(bad.errors().contains_key("limit"));
 }
+
+#[tokio::test]
+async fn a_page_of_long_comments_stops_near_one_mebibyte_and_the_next_offset_goes_on() {
+    let app = spawn_app().await;
+    let jake = app.register("jake").await;
+    app.create_article(&jake, "long", &[]).await;
+    // 40 comments of 10 000 four-byte characters: 1.6 MB in all.
+    let long = "\u{1F600}".repeat(10_000);
+    for i in 0..40 {
+        let reply = app
+            .post(
+                "/api/articles/long/comments",
+                Some(&jake),
+                json!({"comment": {"body": format!("{i:02}{}", &long[8..])}}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let mut seen = Vec::new();
+    let mut pages = Vec::new();
+    while seen.len() < 40 {
+        let path = format!(
+            "/api/articles/long/comments?limit=500&offset={}",
+            seen.len()
+        );
+        let reply = app.get(&path, None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let comments = reply.body["comments"].as_array().unwrap().clone();
+        assert!(!comments.is_empty(), "stuck at offset {}", seen.len());
+        let bytes = reply.body.to_string().len();
+        pages.push((comments.len(), bytes));
+        seen.extend(
+            comments
+                .iter()
+                .map(|c| c["body"].as_str().unwrap()[..2].to_owned()),
+        );
+    }
+    // Two pages, each under 1 MiB and its last comment, and every comment once, newest first.
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(
+        pages.iter().all(|(_, bytes)| *bytes < (1 << 20) + 41_000),
+        "{pages:?}"
+    );
+    let expected: Vec<String> = (0..40).rev().map(|i| format!("{i:02}")).collect();
+    assert_eq!(seen, expected);
+}
