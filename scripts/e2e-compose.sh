@@ -41,6 +41,9 @@ Environment:
   E2E_HTTP_PORT    host port for nginx [a free port]
   E2E_TRAFFIC_SECONDS  upper bound of the traffic phase [60]
   CONDUIT_REDIS_PREFIX Redis key prefix of the API [conduit]
+  CONDUIT_REGISTRATIONS_PER_ADDRESS  registrations per hour per client address [100]; the run
+                   registers fewer than 10 users, all from nginx's address, so the default
+                   limit stays on
   Image variables as in scripts/build-images.sh and deploy/compose.offline.yaml; with
   --cluster the Redis nodes run REDIS_OFFLINE_IMAGE too.
 EOF
@@ -85,6 +88,7 @@ TRAFFIC_SECONDS=${E2E_TRAFFIC_SECONDS:-60}
 export CONDUIT_HTTP_PORT=${E2E_HTTP_PORT:-$(free_port)}
 export OTLP_REPORT_PORT=${OTLP_REPORT_PORT:-$(free_port)}
 export JAEGER_UI_PORT=${JAEGER_UI_PORT:-$(free_port)}
+export CONDUIT_REGISTRATIONS_PER_ADDRESS=${CONDUIT_REGISTRATIONS_PER_ADDRESS:-100}
 BASE="http://127.0.0.1:$CONDUIT_HTTP_PORT"
 REPORT_URL="http://127.0.0.1:$OTLP_REPORT_PORT/report?spans=false"
 COMPOSE=(podman-compose -p "$PROJECT" -f "$ROOT/compose.yaml" -f "$ROOT/deploy/compose.offline.yaml")
