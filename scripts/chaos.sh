@@ -938,6 +938,12 @@ if [[ $COMPOSE -eq 1 ]]; then
   # Every virtual user registers from this one address (nginx's view of it).
   export CONDUIT_REGISTRATIONS_PER_ADDRESS=0
   export CONDUIT_KEYS_DIR="$TMP/keys"
+  # compose.yaml's Redis takes no connection without credentials: fresh passwords for this
+  # run, and redis-cli from the host authenticates as its `default` user.
+  export REDIS_ADMIN_PASSWORD CONDUIT_REDIS_PASSWORD
+  REDIS_ADMIN_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  CONDUIT_REDIS_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  export REDISCLI_AUTH=$REDIS_ADMIN_PASSWORD
   export CONDUIT_API_IMAGE="${CONDUIT_API_IMAGE:-localhost/conduit-api:0.1.0}"
   KEYS_FILE="$CONDUIT_KEYS_DIR/jwt-keys"
 
