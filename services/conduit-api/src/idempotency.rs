@@ -398,3 +398,73 @@ async fn finish(
     }
     ServiceResponse::new(http_req, head.set_body(BoxBody::new(bytes)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::openapi::ApiDoc;
+    use utoipa::OpenApi as _;
+
+    /// Every write in the API's document takes a record, for the callers the document names:
+    /// anyone where it needs no token, only token holders where it does; login and every read
+    /// take none. A route added without being listed in `write_route` fails here.
+    #[test]
+    fn write_route_lists_every_write_of_the_document_with_its_callers() {
+        let doc = ApiDoc::openapi();
+        let mut writes = 0;
+        for (template, item) in &doc.paths.paths {
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+                (Method::DELETE, &item.delete),
+            ] {
+                let Some(op) = op else { continue };
+                let expected = if method == Method::GET || template == "/api/users/login" {
+                    None
+                } else if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    Some(Caller::User)
+                } else {
+                    Some(Caller::Anyone)
+                };
+                writes += usize::from(expected.is_some());
+                assert_eq!(
+                    write_route(&method, template),
+                    expected,
+                    "{method} {template}"
+                );
+            }
+        }
+        assert_eq!(writes, 11);
+        assert_eq!(write_route(&Method::PATCH, "/api/user"), None);
+        assert_eq!(write_route(&Method::DELETE, "/api/users"), None);
+    }
+
+    #[test]
+    fn a_token_is_taken_out_of_a_stored_body_and_put_back_in_a_replay() {
+        let ring = KeyRing::parse(
+            "k1:0123456789abcdef0123456789abcdef",
+            "conduit",
+            "conduit",
+            60,
+        )
+        .unwrap();
+        let token = ring.issue("7", 2).unwrap();
+        let body = format!(r#"{{"user":{{"bio":"\"token\":\"\"","token":"{token}"}}}}"#);
+        let (stored, token_for) = without_token(&ring, body.as_bytes()).unwrap();
+        let stored_text = String::from_utf8(stored.clone()).unwrap();
+        assert!(!stored_text.contains(&token), "{stored_text}");
+        assert_eq!(
+            token_for,
+            Some(TokenFor {
+                user_id: "7".into(),
+                generation: 2
+            })
+        );
+        let replay = replace_once(&stored, EMPTY_TOKEN, br#""token":"fresh""#);
+        let json: serde_json::Value = serde_json::from_slice(&replay).unwrap();
+        assert_eq!(json["user"]["token"], "fresh");
+        assert_eq!(json["user"]["bio"], "\"token\":\"\"");
+        assert!(without_token(&ring, br#"{"article":{"title":"t"}}"#).is_none());
+    }
+}
