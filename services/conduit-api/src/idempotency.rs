@@ -330,10 +330,16 @@ fn without_token(ring: &KeyRing, body: &[u8]) -> Option<(Vec<u8>, Option<TokenFo
     }
     let member = format!("\"token\":\"{token}\"");
     let stripped = replace_once(body, member.as_bytes(), EMPTY_TOKEN);
-    let token_for = ring.verify(token).ok().map(|claims| TokenFor {
-        user_id: claims.sub,
-        generation: claims.gen,
-    });
+    // `None` for the user (the body is then not stored) unless the token is readable and gone.
+    let gone = !stripped.windows(token.len()).any(|w| w == token.as_bytes());
+    let token_for = ring
+        .verify(token)
+        .ok()
+        .filter(|_| gone)
+        .map(|claims| TokenFor {
+            user_id: claims.sub,
+            generation: claims.gen,
+        });
     Some((stripped, token_for))
 }
 
@@ -380,7 +386,8 @@ async fn finish(
     let (stored, token_for) = match without_token(&state.key_ring, &bytes) {
         Some((stripped, Some(token_for))) => (stripped, Some(token_for)),
         Some((_, None)) => {
-            // A token this ring cannot read is never stored; a retry re-renders the write.
+            // A token that cannot be taken out (or read) is never stored; a retry re-renders
+            // the write.
             if let Err(err) = state.store.idempotency_release(lease).await {
                 log::warn!("could not release idempotency key error={err}");
             }
