@@ -355,6 +355,7 @@ replica_start() {
     CONDUIT_REDIS_PREFIX="$PREFIX" \
     CONDUIT_JWT_KEYS_FILE="$KEYS_FILE" CONDUIT_DRAIN_SECONDS="$DRAIN" \
     CONDUIT_WORKERS=2 CONDUIT_TRUST_FORWARDED=true RUST_LOG=info OTEL_SDK_DISABLED=true \
+    CONDUIT_REGISTRATIONS_PER_ADDRESS=0 \
     "$BIN/conduit-api" serve >>"$LOGS/$name.log" 2>&1 &
   PID[$name]=$!
   PORT[$name]=$port
@@ -916,7 +917,15 @@ if [[ $COMPOSE -eq 1 ]]; then
   COMPOSE_CMD=(podman-compose -p "$PROJECT" -f "$ROOT/compose.yaml" -f "$ROOT/deploy/compose.offline.yaml")
   export CONDUIT_HTTP_PORT=$NGINX_PORT OTLP_REPORT_PORT=$((BASE_PORT + 2)) JAEGER_UI_PORT=$((BASE_PORT + 3))
   export CONDUIT_DRAIN_SECONDS=$DRAIN
+  # Every virtual user registers from this one address (nginx's view of it).
+  export CONDUIT_REGISTRATIONS_PER_ADDRESS=0
   export CONDUIT_KEYS_DIR="$TMP/keys"
+  # compose.yaml's Redis takes no connection without credentials: fresh passwords for this
+  # run, and redis-cli from the host authenticates as its `default` user.
+  export REDIS_ADMIN_PASSWORD CONDUIT_REDIS_PASSWORD
+  REDIS_ADMIN_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  CONDUIT_REDIS_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  export REDISCLI_AUTH=$REDIS_ADMIN_PASSWORD
   export CONDUIT_API_IMAGE="${CONDUIT_API_IMAGE:-localhost/conduit-api:0.1.0}"
   KEYS_FILE="$CONDUIT_KEYS_DIR/jwt-keys"
 

@@ -41,6 +41,11 @@ Environment:
   E2E_HTTP_PORT    host port for nginx [a free port]
   E2E_TRAFFIC_SECONDS  upper bound of the traffic phase [60]
   CONDUIT_REDIS_PREFIX Redis key prefix of the API [conduit]
+  REDIS_ADMIN_PASSWORD, CONDUIT_REDIS_PASSWORD  Redis passwords of the `default` and `conduit`
+                   users [fresh random ones]
+  CONDUIT_REGISTRATIONS_PER_ADDRESS  registrations per hour per client address [100]; the run
+                   registers fewer than 10 users, all from nginx's address, so the default
+                   limit stays on
   Image variables as in scripts/build-images.sh and deploy/compose.offline.yaml; with
   --cluster the Redis nodes run REDIS_OFFLINE_IMAGE too.
 EOF
@@ -83,6 +88,10 @@ free_port port
 export OTLP_REPORT_PORT=${OTLP_REPORT_PORT:-$port}
 free_port port
 export JAEGER_UI_PORT=${JAEGER_UI_PORT:-$port}
+export CONDUIT_REGISTRATIONS_PER_ADDRESS=${CONDUIT_REGISTRATIONS_PER_ADDRESS:-100}
+# Redis passwords of this run (compose.yaml): fresh ones unless given.
+export REDIS_ADMIN_PASSWORD=${REDIS_ADMIN_PASSWORD:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+export CONDUIT_REDIS_PASSWORD=${CONDUIT_REDIS_PASSWORD:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
 BASE="http://127.0.0.1:$CONDUIT_HTTP_PORT"
 REPORT_URL="http://127.0.0.1:$OTLP_REPORT_PORT/report?spans=false"
 COMPOSE=(podman-compose -p "$PROJECT" -f "$ROOT/compose.yaml" -f "$ROOT/deploy/compose.offline.yaml")
@@ -328,6 +337,17 @@ if [[ $CLUSTER == 1 ]]; then
         record "cluster_state:ok, 3 primaries + 3 replicas" FAIL "state $(cluster_field cluster_state); $CLUSTER_SHAPE"
     fi
 fi
+# Redis: a connection without credentials is refused, and the API's user may not administer.
+if [[ $CLUSTER == 1 ]]; then REDIS_CONTAINER=$(container redis-node-1); else REDIS_CONTAINER=$(container redis); fi
+wait_until 60 "Redis to answer with credentials" \
+    test "$(podman exec "$REDIS_CONTAINER" redis-cli PING 2>/dev/null | tr -d '\r')" = PONG || true
+ANON_REPLY=$(podman exec "$REDIS_CONTAINER" env -u REDISCLI_AUTH redis-cli PING 2>&1 | tr -d '\r')
+check "Redis refuses a connection without credentials" "PING: $ANON_REPLY" \
+    grep -q '^NOAUTH' <<<"$ANON_REPLY"
+API_CONFIG_REPLY=$(podman exec -e REDISCLI_AUTH="$CONDUIT_REDIS_PASSWORD" "$REDIS_CONTAINER" \
+    redis-cli --user conduit CONFIG GET appendonly 2>&1 | tr -d '\r')
+check "the API's Redis user may not run CONFIG" "CONFIG GET as conduit: $API_CONFIG_REPLY" \
+    grep -q '^NOPERM' <<<"$API_CONFIG_REPLY"
 wait_until 60 "nginx" http_ok /nginx-health
 check "nginx answers /nginx-health" "$((SECONDS - UP_START)) s after up" http_ok /nginx-health
 wait_until 90 "a ready replica behind nginx" http_ok /readyz || true

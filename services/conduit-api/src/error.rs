@@ -42,9 +42,13 @@ pub enum ApiError {
     /// 422: validation failed, per field.
     #[error("unprocessable entity: {0:?}")]
     Unprocessable(FieldErrors),
-    /// 429: too many attempts; retry after the given seconds.
-    #[error("too many requests")]
-    TooManyRequests { retry_after: u64 },
+    /// 429: too many attempts of what `field` names; retry after the given seconds.
+    #[error("too many requests: {field}")]
+    TooManyRequests {
+        field: &'static str,
+        message: &'static str,
+        retry_after: u64,
+    },
     /// 503: the named part of the replica is at capacity; retry shortly.
     #[error("{0} is at capacity")]
     Busy(&'static str),
@@ -85,9 +89,7 @@ impl ApiError {
                 ),
             ),
             Self::Unprocessable(errors) => errors.clone(),
-            Self::TooManyRequests { .. } => {
-                one("login", "too many failed attempts, retry later".to_owned())
-            }
+            Self::TooManyRequests { field, message, .. } => one(field, (*message).to_owned()),
             Self::Busy(what) => one("service", format!("{what} is at capacity, retry later")),
             Self::Unavailable(_) => {
                 one("service", "temporarily unavailable, retry later".to_owned())
@@ -137,7 +139,7 @@ impl ResponseError for ApiError {
         }
         let mut response = error_response(self.status_code(), self.body());
         match self {
-            Self::TooManyRequests { retry_after } => {
+            Self::TooManyRequests { retry_after, .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));

@@ -68,6 +68,9 @@ fn spawn_replica(redis_url: &str, prefix: &str, name: &str) -> String {
         "2",
         "--drain-seconds",
         "0",
+        // Every virtual user registers from 127.0.0.1.
+        "--registrations-per-address",
+        "0",
     ])
     .expect("replica settings parse");
     let app = Application::build(config).expect("replica builds");

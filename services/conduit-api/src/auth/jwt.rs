@@ -4,15 +4,23 @@
 //! key and name it in the header; any key in the ring verifies. Rotation is therefore a config
 //! change: add the new key second, roll the replicas, move it first, roll again, and drop the old
 //! key once every token signed with it has expired.
+//!
+//! The same keys, each through a key derived for that one use, also MAC the fingerprints of
+//! idempotent requests (see [`KeyRing::request_macs`]).
 
 use std::collections::HashMap;
 use std::fmt;
 
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rand::RngCore as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// What the fingerprint key of a ring key is derived from (HMAC-SHA256 under the secret).
+const FINGERPRINT_LABEL: &[u8] = b"conduit-api idempotency request fingerprint v1";
 
 /// Shortest accepted secret, in bytes (HS256 wants at least the hash size).
 const MIN_SECRET_LEN: usize = 32;
@@ -73,6 +81,9 @@ pub enum TokenError {
 struct Key {
     kid: String,
     secret: SecretString,
+    /// HMAC-SHA256 keyed with [`FINGERPRINT_LABEL`] MACed under the secret: a key of its own
+    /// for request fingerprints, so a fingerprint is never a JWT signature of anything.
+    fingerprint: Hmac<Sha256>,
     encoding: EncodingKey,
     decoding: DecodingKey,
 }
@@ -135,6 +146,7 @@ impl KeyRing {
             }
             keys.push(Key {
                 kid: kid.to_owned(),
+                fingerprint: fingerprint_key(secret.as_bytes()),
                 encoding: EncodingKey::from_secret(secret.as_bytes()),
                 decoding: DecodingKey::from_secret(secret.as_bytes()),
                 secret: SecretString::from(secret.to_owned()),
@@ -172,6 +184,28 @@ impl KeyRing {
         }
         let digest = hasher.finalize();
         digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The MAC of `parts` (each length-prefixed, so no two lists of parts collide) under the
+    /// fingerprint key of every ring key, the signing key's first, as lowercase hex. A record
+    /// stores the first; a retry matches any, so a retry in flight survives a rotation as long
+    /// as the key it began under is still in the ring.
+    pub fn request_macs(&self, parts: &[&[u8]]) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|key| {
+                let mut mac = key.fingerprint.clone();
+                for part in parts {
+                    mac.update(&(part.len() as u64).to_be_bytes());
+                    mac.update(part);
+                }
+                mac.finalize()
+                    .into_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Signs a token for `user_id` with the current key.
@@ -259,6 +293,15 @@ fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The fingerprint MAC of a ring key: keyed with HMAC-SHA256(secret, [`FINGERPRINT_LABEL`]).
+fn fingerprint_key(secret: &[u8]) -> Hmac<Sha256> {
+    let mut derive =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    derive.update(FINGERPRINT_LABEL);
+    let derived = derive.finalize().into_bytes();
+    <Hmac<Sha256> as Mac>::new_from_slice(&derived).expect("HMAC takes a key of any length")
+}
+
 /// A fresh ring line `kid:secret` with 48 random bytes, base64url encoded.
 pub fn keygen_line(kid: Option<&str>) -> String {
     let mut bytes = [0u8; 48];
@@ -337,6 +380,20 @@ mod tests {
         let step3 = ring(B);
         assert_eq!(step3.verify(&old_token), Err(TokenError::UnknownKid));
         assert!(step3.verify(&new_token).is_ok());
+    }
+
+    #[test]
+    fn request_macs_are_keyed_per_ring_key_and_survive_a_rotation() {
+        let parts: [&[u8]; 2] = [b"POST", b"{\"password\":\"hunter22\"}"];
+        let before = ring(A).request_macs(&parts);
+        let rotated = ring(&format!("{B},{A}")).request_macs(&parts);
+        // The signing key's MAC comes first; the key a record began under still matches.
+        assert_eq!(rotated.len(), 2);
+        assert_eq!(rotated[1], before[0]);
+        assert_ne!(rotated[0], before[0]);
+        // Another split of the same bytes is another request.
+        let split: [&[u8]; 2] = [b"POS", b"T{\"password\":\"hunter22\"}"];
+        assert_ne!(ring(A).request_macs(&split), before);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod users;
 use actix_web::web::ServiceConfig;
 use chrono::{DateTime, SecondsFormat};
 
+pub use comments::COMMENT_PAGE_BYTES;
 pub use health::Draining;
 
 /// Registers every route.

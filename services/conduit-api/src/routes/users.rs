@@ -179,14 +179,30 @@ fn with_new_token(state: &AppState, user: UserRecord) -> Result<UserResponse, Ap
 
 /// Registers a user and returns it with a token.
 #[utoipa::path(tag = "User and Authentication", request_body = RegisterRequest,
-    responses((status = 201, body = UserResponse), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = UserResponse), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 #[post("/api/users")]
 pub(crate) async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     idem: Idem,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let new = Registration::try_from(body.into_inner().user)?;
+
+    // Each valid registration counts for its client address before its password is hashed.
+    let address = limited_address(&client_address(&req, state.config.trust_forwarded));
+    let counter = state.store.keys().registrations_address(&address);
+    if let Err(retry_after) = state
+        .store
+        .count_in_window(&counter, state.config.registrations_per_address, 3600)
+        .await?
+    {
+        return Err(ApiError::TooManyRequests {
+            field: "registration",
+            message: "too many registrations from this address, retry later",
+            retry_after,
+        });
+    }
 
     let hash = state.passwords.hash(new.password.into_inner()).await?;
     let id = state
@@ -227,7 +243,13 @@ pub(crate) async fn login(
         .await?
     {
         Ok(reservation) => reservation,
-        Err(retry_after) => return Err(ApiError::TooManyRequests { retry_after }),
+        Err(retry_after) => {
+            return Err(ApiError::TooManyRequests {
+                field: "login",
+                message: "too many failed attempts, retry later",
+                retry_after,
+            })
+        }
     };
     let checked = check_password(&state, email.as_str(), password.into_inner()).await;
     match checked {

@@ -15,7 +15,8 @@
 //!   the bucket count), so no single slot takes every article;
 //! - `{fanout}`: the stream of feed fan-out jobs;
 //! - `{seq}`: the id counters; `{anon:…}`: idempotency records of anonymous requests;
-//!   `{lf:…}`: failed-login counters.
+//!   `{lf:…}`: failed-login counters; `{iq:…}`: anonymous idempotency records per client
+//!   address; `{reg:…}`: registrations per client address.
 //!
 //! Ids are decimal numbers from `INCR`. Every user-supplied string that becomes part of a key (a
 //! tag, a slug, an idempotency key, an email, a client address) goes through [`escape`], so `:`,
@@ -181,6 +182,20 @@ impl Keys {
             )
         }
     }
+    /// String counter: idempotency records user `id` created in the current window. In the
+    /// user's slot, beside the records.
+    pub fn idempotency_quota_user(&self, id: &str) -> String {
+        self.key(&format!("u:{}", escape(id)), "idem_quota")
+    }
+    /// String counter: anonymous idempotency records created from one client address in the
+    /// current window.
+    pub fn idempotency_quota_address(&self, address: &str) -> String {
+        self.key(&format!("iq:{}", escape(address)), "idem_quota")
+    }
+    /// String counter: registrations from one client address in the current window.
+    pub fn registrations_address(&self, address: &str) -> String {
+        self.key(&format!("reg:{}", escape(address)), "registrations")
+    }
     /// String counter: failed logins for one account in the current window.
     pub fn login_failures_account(&self, email: &str) -> String {
         self.key(&format!("lf:account:{}", escape(email)), "failures")
@@ -231,6 +246,10 @@ pub enum KeyFamily {
     FanoutJobs,
     Sequence(String),
     LoginFailures,
+    /// A count of idempotency records, of one user or of one client address.
+    IdempotencyQuota,
+    /// Registrations from one client address.
+    Registrations,
     /// Under the prefix but of no known family.
     Unknown,
 }
@@ -251,6 +270,7 @@ impl Keys {
             ("u", "feed") => KeyFamily::Feed(value),
             ("u", "articles") => KeyFamily::Authored(value),
             ("u", "favorites") => KeyFamily::Favorites(value),
+            ("u", "idem_quota") | ("iq", "idem_quota") => KeyFamily::IdempotencyQuota,
             ("u", n) if n.starts_with("idem:") => KeyFamily::Idempotency { scope: value },
             ("anon", "idem") => KeyFamily::Idempotency {
                 scope: "anon".to_owned(),
@@ -281,6 +301,7 @@ impl Keys {
             ("fanout", "jobs") => KeyFamily::FanoutJobs,
             ("seq", n) => KeyFamily::Sequence(n.to_owned()),
             ("lf", "failures") => KeyFamily::LoginFailures,
+            ("reg", "registrations") => KeyFamily::Registrations,
             _ => KeyFamily::Unknown,
         };
         Some(family)
@@ -402,6 +423,15 @@ mod tests {
             (k.sequence("user"), KeyFamily::Sequence("user".into())),
             (k.login_failures_account("a@b"), KeyFamily::LoginFailures),
             (k.login_failures_address("::1"), KeyFamily::LoginFailures),
+            (k.idempotency_quota_user("7"), KeyFamily::IdempotencyQuota),
+            (
+                k.idempotency_quota_address("2001:db8::/64"),
+                KeyFamily::IdempotencyQuota,
+            ),
+            (
+                k.registrations_address("10.0.0.1"),
+                KeyFamily::Registrations,
+            ),
             (
                 k.idempotency("7", "x:y"),
                 KeyFamily::Idempotency { scope: "7".into() },

@@ -33,7 +33,7 @@ pub use comments::{CommentRecord, CommentView};
 pub use conn::{serving_primaries, RedisTarget};
 pub use durability::ReplicaState;
 pub use fanout::{consumer_name, FEED_MAX};
-pub use idempotency::{Begin, IdempotencyLease};
+pub use idempotency::{Begin, IdempotencyLease, TokenFor};
 pub use keys::Keys;
 pub use users::{LoginLimits, LoginReservation, ProfileView, UserChanges, UserRecord};
 
@@ -570,6 +570,26 @@ mod tests {
             ),
             ("update_user", vec![idem.clone(), k.user("7")]),
             ("reserve / idem_commit (user)", vec![idem.clone()]),
+            (
+                "idempotency_begin / finish / release (user)",
+                vec![idem.clone()],
+            ),
+            (
+                "window_count (user's records)",
+                vec![k.idempotency_quota_user("7")],
+            ),
+            (
+                "user's records and their count share the user's slot",
+                vec![idem.clone(), k.idempotency_quota_user("7")],
+            ),
+            (
+                "window_count (anonymous records)",
+                vec![k.idempotency_quota_address("2001:db8:{1}::/64")],
+            ),
+            (
+                "window_count (registrations)",
+                vec![k.registrations_address("10.0.0.1")],
+            ),
             ("reserve (anonymous)", vec![k.idempotency("anon", "x:{y}")]),
             ("claim slug", vec![k.slug_claim("a-{b}")]),
             ("claim username", vec![k.username_claim("Jake")]),

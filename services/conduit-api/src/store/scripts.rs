@@ -34,6 +34,7 @@ pub struct Scripts {
     pub idempotency_release: Script,
     pub login_reserve: Script,
     pub login_refund: Script,
+    pub window_count: Script,
 }
 
 /// A commit step in the caller's user slot (see the module docs).
@@ -65,6 +66,7 @@ impl Scripts {
             idempotency_release: Script::new(include_str!("lua/idempotency_release.lua")),
             login_reserve: Script::new(include_str!("lua/login_reserve.lua")),
             login_refund: Script::new(include_str!("lua/login_refund.lua")),
+            window_count: Script::new(include_str!("lua/window_count.lua")),
         }
     }
 }

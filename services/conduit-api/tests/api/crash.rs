@@ -47,11 +47,10 @@ async fn an_article_write_interrupted_after_any_step_is_finished_by_the_retry() 
         let token = app.register("jake").await;
         let body = json!({"article": {"title": "Crash", "description": "d", "body": "b", "tagList": ["t"]}})
             .to_string();
-        let fingerprint =
-            conduit_api::idempotency::fingerprint("POST", "/api/articles", "", body.as_bytes());
+        let fingerprints = crate::helpers::fingerprints("POST", "/api/articles", body.as_bytes());
         let store = dying_store(&app, step);
-        let Begin::Proceed(lease) = store
-            .idempotency_begin(&user_id(&token), "crash-key", &fingerprint, 10, 600)
+        let Begin::Proceed { lease, .. } = store
+            .idempotency_begin(&user_id(&token), "crash-key", &fingerprints, 10, 600)
             .await
             .unwrap()
         else {
@@ -133,11 +132,10 @@ async fn a_register_interrupted_after_its_claims_is_finished_by_the_retry() {
     let app = spawn_with(test_config(&unique_prefix(), "survivor")).await;
     let body = json!({"user": {"username": "jake", "email": "jake@example.com", "password": "password123"}})
         .to_string();
-    let fingerprint =
-        conduit_api::idempotency::fingerprint("POST", "/api/users", "", body.as_bytes());
+    let fingerprints = crate::helpers::fingerprints("POST", "/api/users", body.as_bytes());
     let store = dying_store(&app, "user_claims");
-    let Begin::Proceed(lease) = store
-        .idempotency_begin("anon", "reg-key", &fingerprint, 10, 600)
+    let Begin::Proceed { lease, .. } = store
+        .idempotency_begin("anon", "reg-key", &fingerprints, 10, 600)
         .await
         .unwrap()
     else {

@@ -87,6 +87,8 @@ pub fn test_config(prefix: &str, replica: &str) -> Config {
         "--drain-seconds=0",
         "--workers=1",
         "--idempotency-ttl=600",
+        // Tests register many users from 127.0.0.1; the limit's own test sets it.
+        "--registrations-per-address=0",
     ];
     let mut config = Config::try_parse_from(args).unwrap();
     config.redis_cluster_urls = cluster_urls();
@@ -100,6 +102,13 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The fingerprints a replica with the test key ring computes for a request, for tests that
+/// play a replica against the store.
+pub fn fingerprints(method: &str, path: &str, body: &[u8]) -> Vec<String> {
+    let ring = conduit_api::auth::KeyRing::parse(TEST_KEYS, "conduit", "conduit", 3600).unwrap();
+    conduit_api::idempotency::fingerprints(&ring, method, path, "", body)
 }
 
 pub fn unique_prefix() -> String {
@@ -345,6 +354,68 @@ impl TestApp {
                 cmd.query(&mut con).unwrap()
             }
         }
+    }
+
+    /// The bytes Redis holds for the keys under this app's prefix (`MEMORY USAGE`, summed
+    /// over every key on every data node).
+    pub fn stored_bytes(&self) -> i64 {
+        self.each_key(|con, key| {
+            let usage: Option<i64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query(con)
+                .unwrap();
+            vec![usage.unwrap_or(0)]
+        })
+        .into_iter()
+        .sum()
+    }
+
+    /// Every value stored under this app's prefix, as bytes: string values, hash fields and
+    /// values, set and sorted-set members, stream entries.
+    pub fn stored_values(&self) -> Vec<Vec<u8>> {
+        self.each_key(|con, key| {
+            let kind: String = redis::cmd("TYPE").arg(key).query(con).unwrap();
+            let values: Vec<Vec<u8>> = match kind.as_str() {
+                "string" => vec![redis::cmd("GET").arg(key).query(con).unwrap()],
+                "hash" => redis::cmd("HGETALL").arg(key).query(con).unwrap(),
+                "set" => redis::cmd("SMEMBERS").arg(key).query(con).unwrap(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .query(con)
+                    .unwrap(),
+                "stream" => {
+                    let v: redis::Value = redis::cmd("XRANGE")
+                        .arg(key)
+                        .arg("-")
+                        .arg("+")
+                        .query(con)
+                        .unwrap();
+                    vec![format!("{v:?}").into_bytes()]
+                }
+                _ => vec![],
+            };
+            values
+        })
+    }
+
+    /// `f` over every key under this app's prefix, on the node that holds it.
+    fn each_key<T>(&self, f: impl Fn(&mut redis::Connection, &str) -> Vec<T>) -> Vec<T> {
+        let mut out = Vec::new();
+        for (node, keys) in self.keys_by_node() {
+            let mut con = redis::Client::open(node.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            for key in keys {
+                out.extend(f(&mut con, &key));
+            }
+        }
+        out
     }
 
     /// Every key under this app's prefix.

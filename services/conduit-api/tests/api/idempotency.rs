@@ -127,16 +127,15 @@ async fn a_write_committed_by_a_replica_that_died_is_not_repeated_by_the_retry()
     };
     // Act 1: play a replica that takes the lease, commits the write, and dies before answering.
     let body = json!({"article": {"title": "Crash", "description": "d", "body": "b"}}).to_string();
-    let fingerprint =
-        conduit_api::idempotency::fingerprint("POST", "/api/articles", "", body.as_bytes());
+    let fingerprints = crate::helpers::fingerprints("POST", "/api/articles", body.as_bytes());
     let store = Store::new(
         &test_config(&prefix, "doomed").redis_target(),
         &prefix,
         std::time::Duration::from_secs(2),
     )
     .unwrap();
-    let Begin::Proceed(lease) = store
-        .idempotency_begin(&user_id, "crash-key", &fingerprint, 4, 600)
+    let Begin::Proceed { lease, .. } = store
+        .idempotency_begin(&user_id, "crash-key", &fingerprints, 4, 600)
         .await
         .unwrap()
     else {
@@ -232,4 +231,179 @@ async fn login_is_never_stored_however_its_path_is_spelled() {
         .filter(|k| k.contains("login-key"))
         .collect();
     assert_eq!(stored, Vec::<String>::new());
+}
+
+/// The bound the junk flood below must stay under: the records one anonymous address and one
+/// user may create at the caps it sets (20 each), at well under 400 bytes a record, plus their
+/// two counters.
+const JUNK_FLOOD_MAX_BYTES: i64 = 24 * 1024;
+
+#[tokio::test]
+async fn ten_thousand_junk_requests_with_fresh_keys_leave_redis_a_bounded_few_bytes() {
+    // Arrange: a replica with small caps on records per address and per user, and one user.
+    let mut config = test_config(&unique_prefix(), "replica-a");
+    config.idempotency_records_per_address = 20;
+    config.idempotency_records_per_user = 20;
+    config.workers = Some(2);
+    let app = spawn_with(config).await;
+    let token = app.register("jake").await;
+    let before = app.stored_bytes();
+
+    // Act: 10 000 requests, each with a fresh Idempotency-Key: anonymous writes to no route, to
+    // routes that need a token, with methods the route does not serve, to login spelled two
+    // ways, junk registrations, and the user's junk writes to no route and to a real route.
+    use futures_util::StreamExt as _;
+    let kinds: [(Method, &str, bool); 9] = [
+        (Method::POST, "/api/nothing-here", false),
+        (Method::POST, "/api/articles", false),
+        (Method::DELETE, "/api/profiles/jake/follow", false),
+        (Method::PATCH, "/api/users", false),
+        (Method::DELETE, "/api/users", false),
+        (Method::POST, "/api/users/%6Cogin", false),
+        (Method::POST, "/api/users", false),
+        (Method::PUT, "/api/nothing-here", true),
+        (Method::POST, "/api/articles", true),
+    ];
+    let statuses: Vec<u16> = futures_util::stream::iter(0..10_000)
+        .map(|i| {
+            let (method, path, as_user) = kinds[i % kinds.len()].clone();
+            let key = format!("junk-{i}");
+            let app = &app;
+            let token = token.clone();
+            async move {
+                let body = br#"{"junk": true}"#.to_vec();
+                let token = as_user.then_some(token.as_str());
+                let reply = app
+                    .raw(
+                        method,
+                        path,
+                        token,
+                        Some(body),
+                        &[("Idempotency-Key", &key)],
+                    )
+                    .await;
+                reply.status.as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+
+    // Assert: no 500, and Redis holds a bounded few bytes.
+    assert!(statuses.iter().all(|s| *s < 500), "a 5xx in the flood");
+    let records = app
+        .keys()
+        .iter()
+        .filter(|k| k.contains("idem:") || k.ends_with(":idem"))
+        .count();
+    let grown = app.stored_bytes() - before;
+    println!("the flood left {records} records, {grown} bytes");
+    assert!(
+        grown < JUNK_FLOOD_MAX_BYTES,
+        "10 000 junk requests left {grown} bytes in Redis (bound {JUNK_FLOOD_MAX_BYTES})"
+    );
+    assert!(records <= 40, "{records} records");
+    // And the caps were reached and said so.
+    assert!(statuses.contains(&429), "no cap was reached");
+    let refused = app
+        .raw(
+            Method::POST,
+            "/api/users",
+            None,
+            Some(br#"{"junk": true}"#.to_vec()),
+            &[("Idempotency-Key", "one-more")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.errors().contains_key("Idempotency-Key"));
+    assert!(refused.headers.contains_key("retry-after"));
+}
+
+/// The unkeyed fingerprint of before: SHA-256 over the length-prefixed parts.
+fn unkeyed_fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [method.as_bytes(), path.as_bytes(), b"", body] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn stored_records_hold_no_token_or_password_and_a_replay_still_gets_a_working_token() {
+    // Arrange
+    let app = spawn_app().await;
+    let password = "a-secret-horse-battery";
+    let body =
+        json!({"user": {"username": "jake", "email": "jake@example.com", "password": password}})
+            .to_string()
+            .into_bytes();
+    let register = |key: &'static str| {
+        let headers = [("Idempotency-Key", key)];
+        let body = body.clone();
+        let app = &app;
+        async move {
+            app.raw(Method::POST, "/api/users", None, Some(body), &headers)
+                .await
+        }
+    };
+
+    // Act: register, change the bio with a key, and replay both.
+    let first = register("reg-1").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let token = first.body["user"]["token"].as_str().unwrap().to_owned();
+    let update = json!({"user": {"bio": "hello"}}).to_string().into_bytes();
+    let put = |key: &'static str| {
+        let headers = [("Idempotency-Key", key)];
+        let (body, app, token) = (update.clone(), &app, &token);
+        async move {
+            app.raw(Method::PUT, "/api/user", Some(token), Some(body), &headers)
+                .await
+        }
+    };
+    let updated = put("put-1").await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+
+    // Assert: no value in Redis holds the token, the password, or a plain hash of the body.
+    let secrets: [&[u8]; 3] = [
+        token.as_bytes(),
+        password.as_bytes(),
+        &unkeyed_fingerprint("POST", "/api/users", &body).into_bytes(),
+    ];
+    for value in app.stored_values() {
+        for secret in secrets {
+            assert!(
+                !contains(&value, secret),
+                "a stored value holds a secret: {}",
+                String::from_utf8_lossy(&value)
+            );
+        }
+    }
+    // And each replay carries a token that works.
+    for replay in [register("reg-1").await, put("put-1").await] {
+        assert_eq!(replay.headers["idempotent-replayed"], "true");
+        let fresh = replay.body["user"]["token"].as_str().unwrap();
+        assert!(!fresh.is_empty(), "{}", replay.body);
+        let me = app.get("/api/user", Some(fresh)).await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+        assert_eq!(me.body["user"]["username"], "jake");
+    }
+
+    // After a password change, replaying the registration signs nothing.
+    let changed = app
+        .put(
+            "/api/user",
+            Some(&token),
+            json!({"user": {"password": "another-long-password"}}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    let stale = register("reg-1").await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED, "{}", stale.body);
+    assert!(stale.body["user"].is_null());
 }

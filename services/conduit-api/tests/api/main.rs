@@ -17,6 +17,7 @@ mod process;
 mod profiles;
 mod redis_outage;
 mod replicas;
+mod response_size;
 mod shutdown;
 mod tracing;
 mod users;

@@ -311,3 +311,59 @@ async fn a_password_change_ends_older_tokens_where_the_user_record_is_read() {
         "the old token changed nothing"
     );
 }
+
+#[tokio::test]
+async fn registrations_from_one_address_are_limited_per_hour() {
+    // Arrange: a limit of 3 an hour, behind a trusted proxy so the test can be two addresses.
+    let mut config = crate::helpers::test_config(&crate::helpers::unique_prefix(), "replica-a");
+    config.registrations_per_address = 3;
+    config.trust_forwarded = true;
+    let app = crate::helpers::spawn_with(config).await;
+    let register = |name: &str, address: &'static str| {
+        let body = json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "password123"}});
+        let headers = [("X-Forwarded-For", address)];
+        let app = &app;
+        async move {
+            let body = Some(body.to_string().into_bytes());
+            app.raw(reqwest::Method::POST, "/api/users", None, body, &headers)
+                .await
+        }
+    };
+
+    // Act: four registrations from one /64, then one from another.
+    let mut statuses = Vec::new();
+    for (i, address) in ["2001:db8:1:1::1", "2001:db8:1:1::2", "2001:db8:1:1::3"]
+        .iter()
+        .enumerate()
+    {
+        statuses.push(register(&format!("user{i}"), address).await.status);
+    }
+    let refused = register("user3", "2001:db8:1:1::ffff").await;
+    let elsewhere = register("user4", "2001:db8:1:2::1").await;
+
+    // Assert
+    assert_eq!(statuses, vec![StatusCode::CREATED; 3]);
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert!(refused.errors().contains_key("registration"));
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    assert_eq!(elsewhere.status, StatusCode::CREATED, "{}", elsewhere.body);
+    // The refused registration wrote nothing.
+    let taken = app
+        .post(
+            "/api/users/login",
+            None,
+            json!({"user": {"email": "user3@example.com", "password": "password123"}}),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::UNAUTHORIZED);
+}
