@@ -4,8 +4,10 @@
 # Starts a throw-away redis-server, API replicas, an nginx in front of two of them and the OTLP
 # test receiver; seeds a data set through the API; measures throughput and latency with wrk,
 # Redis commands and round trips per request from Redis itself, the growth of list and feed
-# cost with the data set, replica memory, start-up time and the raw Redis ceiling. Prints
-# Markdown tables and writes them to docs/BENCHMARKS.md. Each target is reported as met or
+# cost with the data set, GET /api/user during a login flood, bounded work at scale (SLOWLOG
+# around a publish to many followers, a delete of a much-commented article, a follow of a
+# prolific author), feed delivery time under read load, replica memory, start-up time and the
+# raw Redis ceiling. Prints Markdown tables and writes them to docs/BENCHMARKS.md. Each target is reported as met or
 # missed; the script never fails because of a number, only when it cannot measure.
 set -euo pipefail
 
@@ -14,9 +16,12 @@ usage() {
 Usage: scripts/bench.sh [--quick] [--no-write] [--out FILE] [--no-build] [--keep]
 
 Benchmarks the Conduit API on 127.0.0.1 (redis-server, replicas, nginx, OTLP receiver, wrk)
-and writes the tables to docs/BENCHMARKS.md (also printed on stdout).
+and writes the tables to docs/BENCHMARKS.md (also printed on stdout): single-Redis rows, a
+login flood, SLOWLOG around writes with much data behind them, feed delivery time.
 
-  --quick      short rows (2 s) and small data sets: a smoke run of the whole script
+  --quick      short rows (2 s) and small data sets (10 000 followers, 1 000 comments, 1 000
+               articles by one author, 50 delivered articles instead of 100 000, 10 000,
+               10 000, 200): a smoke run of the whole script
   --no-write   print the tables only, leave docs/BENCHMARKS.md alone
   --out FILE   write the tables to FILE instead of docs/BENCHMARKS.md
   --no-build   use the binaries already built (no cargo build)
@@ -30,11 +35,13 @@ Environment:
 
 Needs: cargo, wrk, redis-server, redis-cli, redis-benchmark, nginx, curl, jq, awk (podman
 only to report the image size, if present). scripts/bench/FINDINGS.md, the written analysis,
-is appended to the report as it is. Full mode takes about 15 minutes on 2 cores.
+is appended to the report as it is. Full mode takes about 20 minutes on 2 cores.
 EOF
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/redis-cluster.sh
+. "$ROOT/scripts/lib/redis-cluster.sh"
 LUA="$ROOT/scripts/bench/wrk.lua"
 QUICK=0
 WRITE=1
@@ -110,6 +117,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  redis_cluster_stop
   if ((KEEP)); then
     log "kept $WORK"
   else
@@ -164,6 +172,7 @@ redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
   --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
+REDIS_PIDS=("$REDIS_PID") # the Redis CPU column of measure: this one, or the cluster's nodes
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 for ((i = 0; i < 100; i++)); do
   [[ "$(rcli ping 2>/dev/null)" == PONG ]] && break
@@ -176,6 +185,8 @@ done
 declare -A PID_OF=() PORT_OF=()
 # start_replica NAME WORKERS [VAR=VALUE...]: a replica on a free port, tracing off unless the
 # extra variables turn it on. Logs (the default filter: one access line per request) go to a file.
+# Every replica's environment is set here (registrations from one address unlimited: the bench
+# registers all its accounts from 127.0.0.1).
 start_replica() {
   local name=$1 workers=$2 port
   shift 2
@@ -186,6 +197,7 @@ start_replica() {
     CONDUIT_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
     CONDUIT_JWT_KEYS_FILE="$WORK/jwt-keys" CONDUIT_REPLICA_ID="$name" \
     CONDUIT_WORKERS="$workers" CONDUIT_DRAIN_SECONDS=0 OTEL_SDK_DISABLED=true \
+    CONDUIT_REGISTRATIONS_PER_ADDRESS=0 \
     "$@" "$BIN/conduit-api" >>"$WORK/$name.log" 2>&1 &
   PID_OF[$name]=$!
   PORT_OF[$name]=$port
@@ -218,7 +230,7 @@ APP_PIDS=()
 NGINX_PIDS=()
 
 # measure KEY URL [VAR=VALUE...]: a warm-up, then one wrk row of $DUR seconds. CPU is
-# accounted to APP_PIDS (replicas), Redis and NGINX_PIDS.
+# accounted to APP_PIDS (replicas), REDIS_PIDS and NGINX_PIDS.
 measure() {
   local key=$1 url=$2 out line a0 r0 n0 a1 r1 n1
   shift 2
@@ -226,11 +238,11 @@ measure() {
   # BENCH_RUN differs between warm-up and row, so idempotency keys are never replayed.
   env "$@" BENCH_RUN="w$key" wrk -t1 -c"$CONNS" -d"${WARM}s" --timeout 5s -s "$LUA" "$url" >/dev/null
   a0="$(cpu_ticks "${APP_PIDS[@]}")"
-  r0="$(cpu_ticks "$REDIS_PID")"
+  r0="$(cpu_ticks "${REDIS_PIDS[@]}")"
   n0="$(cpu_ticks "${NGINX_PIDS[@]}")"
   out="$(env "$@" BENCH_RUN="m$key" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$LUA" "$url")"
   a1="$(cpu_ticks "${APP_PIDS[@]}")"
-  r1="$(cpu_ticks "$REDIS_PID")"
+  r1="$(cpu_ticks "${REDIS_PIDS[@]}")"
   n1="$(cpu_ticks "${NGINX_PIDS[@]}")"
   line="$(grep '^BENCH_RESULT' <<<"$out")" || die "no result from wrk for $key: $out"
   local -A f=()
@@ -278,6 +290,11 @@ verdict() {
   fi
 }
 fmt_rps() { awk -v r="$1" 'BEGIN { printf "%.0f", r }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "-" }'; }
+# in_range VALUE LOW HIGH -> "met" or "**missed**"
+in_range() {
+  if awk -v v="$1" -v l="$2" -v h="$3" 'BEGIN { exit !(v >= l && v <= h) }'; then echo "met"; else echo "**missed**"; fi
+}
 
 # ---------------------------------------------------------------------------------------------
 # Replicas and nginx
@@ -340,11 +357,6 @@ register() {
     "$API/api/users" | jq -r .user.token
 }
 
-seed_start=$SECONDS
-log "registering 1 reader and $AUTHORS authors"
-mkdir -p "$WORK/tok"
-READER_TOKEN="$(register reader)"
-[[ -n $READER_TOKEN && $READER_TOKEN != null ]] || die "registration failed (see $WORK/direct.log)"
 # Batches of background jobs; waited for by pid (a bare `wait` would wait for the servers too).
 declare -a batch=()
 wait_batch() {
@@ -352,47 +364,64 @@ wait_batch() {
   for pid in "${batch[@]}"; do wait "$pid" || true; done
   batch=()
 }
-for ((i = 1; i <= AUTHORS; i++)); do
-  register "author$i" >"$WORK/tok/$i" &
-  batch+=("$!")
-  if ((${#batch[@]} == 8)); then wait_batch; fi
-done
-wait_batch
-: >"$WORK/tokens"
-for ((i = 1; i <= AUTHORS; i++)); do
-  tok="$(<"$WORK/tok/$i")"
-  [[ -n $tok && $tok != null ]] || die "registering author$i failed"
-  echo "$tok" >>"$WORK/tokens"
-done
-register_secs=$((SECONDS - seed_start))
+# kcli: redis-cli on the Redis the API under test uses (-c follows a cluster's redirections).
+KCLI_PORT=$REDIS_PORT
+kcli() { redis-cli -c -h 127.0.0.1 -p "$KCLI_PORT" "$@"; }
+# user_id USERNAME: the user's id, from the username claim.
+user_id() { kcli HGET "conduit:{name:$1}:claim" owner; }
 
-log "reader follows $AUTHORS authors"
-follow() {
-  curl -sf -o /dev/null -X POST -H "Authorization: Token $READER_TOKEN" \
-    "$API/api/profiles/$1/follow"
+follow() { # TOKEN USERNAME
+  curl -sf -o /dev/null -X POST -H "Authorization: Token $1" "$API/api/profiles/$2/follow"
 }
-for ((i = 1; i <= AUTHORS; i++)); do
-  follow "author$i" &
-  batch+=("$!")
-  if ((${#batch[@]} == 16)); then wait_batch; fi
-done
-wait_batch
-following="$(rcli SCARD 'conduit:{u:1}:following')"
-((following == AUTHORS)) || die "reader follows $following authors, expected $AUTHORS"
+
+# seed_users: through $API, a reader and $AUTHORS authors (tokens in $WORK/tokens, one a line),
+# the reader following every author; sets READER_TOKEN and register_secs.
+seed_users() {
+  local seed_start=$SECONDS i tok following
+  log "registering 1 reader and $AUTHORS authors"
+  rm -rf "$WORK/tok"
+  mkdir -p "$WORK/tok"
+  READER_TOKEN="$(register reader)"
+  [[ -n $READER_TOKEN && $READER_TOKEN != null ]] || die "registration failed (see the replica's log in $WORK)"
+  for ((i = 1; i <= AUTHORS; i++)); do
+    register "author$i" >"$WORK/tok/$i" &
+    batch+=("$!")
+    if ((${#batch[@]} == 8)); then wait_batch; fi
+  done
+  wait_batch
+  : >"$WORK/tokens"
+  for ((i = 1; i <= AUTHORS; i++)); do
+    tok="$(<"$WORK/tok/$i")"
+    [[ -n $tok && $tok != null ]] || die "registering author$i failed"
+    echo "$tok" >>"$WORK/tokens"
+  done
+  register_secs=$((SECONDS - seed_start))
+
+  log "reader follows $AUTHORS authors"
+  for ((i = 1; i <= AUTHORS; i++)); do
+    follow "$READER_TOKEN" "author$i" &
+    batch+=("$!")
+    if ((${#batch[@]} == 16)); then wait_batch; fi
+  done
+  wait_batch
+  following="$(kcli SCARD "conduit:{u:$(user_id reader)}:following")"
+  ((following == AUTHORS)) || die "reader follows $following authors, expected $AUTHORS"
+}
+seed_users
 
 # Articles stored, as the API counts them (the global index is spread over buckets).
 article_count() { curl -sf "$API/api/articles?limit=0" | jq -r .articlesCount; }
 
-# seed_articles TARGET RUN_ID: new articles spread over the authors (wrk, seed mode) until Redis
-# holds TARGET articles. wrk always runs for its whole -d, so it is stopped (SIGINT) once Redis
+# seed_articles TARGET RUN_ID [TOKENS_FILE]: new articles spread over the authors (wrk, seed mode,
+# the tokens of $WORK/tokens unless given) until Redis holds TARGET articles. wrk always runs for its whole -d, so it is stopped (SIGINT) once Redis
 # holds the target or stops growing.
 seed_articles() {
-  local target=$1 run=$2 t0=$SECONDS have attempt wrk_pid last stalled
+  local target=$1 run=$2 tokens=${3:-$WORK/tokens} t0=$SECONDS have attempt wrk_pid last stalled
   for ((attempt = 1; attempt <= 5; attempt++)); do
     have="$(article_count)"
     ((have < target)) || break
     env BENCH_MODE=seed BENCH_TOTAL=$((target - have)) BENCH_THREADS=2 \
-      BENCH_RUN="$run$attempt" BENCH_TOKENS_FILE="$WORK/tokens" \
+      BENCH_RUN="$run$attempt" BENCH_TOKENS_FILE="$tokens" \
       wrk -t2 -c32 -d600s --timeout 10s -s "$LUA" "$API/api/articles" >"$WORK/seed.out" &
     wrk_pid=$!
     PIDS+=("$wrk_pid")
@@ -462,6 +491,38 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 keep_best healthz
 keep_best user
+
+# ---------------------------------------------------------------------------------------------
+# GET /api/user during a login flood
+# ---------------------------------------------------------------------------------------------
+# A replica of its own (2 workers) whose failed-login limits are out of reach, so every login of
+# the flood is checked against the account's argon2 hash: the worst case, a flood from more
+# addresses than the limits cover. GET /api/user alone on it, then with wrk sending logins with
+# wrong passwords for the authors' accounts to the same replica.
+start_replica flood 2 CONDUIT_LOGIN_MAX_FAILURES=1000000000 \
+  CONDUIT_LOGIN_MAX_FAILURES_PER_ADDRESS=1000000000 CONDUIT_LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000000
+wait_ready "${PORT_OF[flood]}"
+FLOOD_API="http://127.0.0.1:${PORT_OF[flood]}"
+FLOOD_CONNS=16
+declare -A FLOOD=()
+APP_PIDS=("${PID_OF[flood]}")
+for ((r = 1; r <= ROUNDS; r++)); do
+  measure "flood-alone#$r" "$FLOOD_API/api/user" "${get_env[@]}"
+  env BENCH_MODE=login BENCH_ACCOUNTS="$AUTHORS" BENCH_RUN="flood$r" \
+    wrk -t1 -c"$FLOOD_CONNS" -d"$((WARM + DUR + 3))s" --timeout 10s -s "$LUA" \
+    "$FLOOD_API/api/users/login" >"$WORK/flood-$r.out" &
+  flood_pid=$!
+  PIDS+=("$flood_pid")
+  nap 1 # the flood is under way before the warm-up starts
+  measure "flood-under#$r" "$FLOOD_API/api/user" "${get_env[@]}"
+  wait "$flood_pid" || true
+  line="$(grep '^BENCH_RESULT' "$WORK/flood-$r.out")" || die "no result from the login flood: $(cat "$WORK/flood-$r.out")"
+  for kv in ${line#BENCH_RESULT }; do FLOOD[${kv%%=*}#$r]=${kv#*=}; done
+done
+keep_best flood-alone
+keep_best flood-under
+stop_pid "${PID_OF[flood]}"
+APP_PIDS=("${PID_OF[direct]}")
 
 declare -a EP_KEYS=(list feed article comment)
 declare -A EP_NAME=(
@@ -560,13 +621,21 @@ done
 # ---------------------------------------------------------------------------------------------
 # Redis commands and round trips per request
 # ---------------------------------------------------------------------------------------------
-# One INFO call; prints "name value" for every command's calls, total_commands_processed and
-# total_reads_processed (one read event per round trip of a client).
+# One INFO call on each node of SNAP_PORTS (the single Redis, or the cluster's primaries); prints
+# "name value" for every command's calls, total_commands_processed and total_reads_processed (one
+# read event per round trip of a client), summed over the nodes, and each node's reads and
+# commands as @reads:<port> and @commands:<port>.
+SNAP_PORTS=("$REDIS_PORT")
 redis_snapshot() {
-  rcli INFO all | tr -d '\r' | awk -F'[:,=]' '
-    /^cmdstat_/ { sub(/^cmdstat_/, "", $1); print $1, $3 }
-    /^total_commands_processed:/ { print "@commands", $2 }
-    /^total_reads_processed:/ { print "@reads", $2 }'
+  local p
+  for p in "${SNAP_PORTS[@]}"; do
+    redis-cli -h 127.0.0.1 -p "$p" INFO all
+  done | tr -d '\r' | awk -F'[:,=]' '
+    /^tcp_port:/ { port = $2 }
+    /^cmdstat_/ { sub(/^cmdstat_/, "", $1); s[$1] += $3 }
+    /^total_commands_processed:/ { s["@commands"] += $2; s["@commands:" port] = $2 }
+    /^total_reads_processed:/ { s["@reads"] += $2; s["@reads:" port] = $2 }
+    END { for (k in s) print k, s[k] }'
 }
 # snapshot_delta BEFORE AFTER -> "name delta" for every changed counter
 snapshot_delta() {
@@ -613,24 +682,35 @@ per() {
     $1 == k { d = $2 } END { printf "%.1f", (d - c) / n }' "$WORK/cal" "$WORK/d"
 }
 
-log "counting Redis commands per request ($COUNT_REQS requests each)"
-redis_snapshot >"$WORK/s0"
-redis_snapshot >"$WORK/s1"
-snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/cal"
-for ck in "${COUNT_KEYS[@]}"; do
-  redis_request "$ck" >/dev/null # warm: scripts loaded, connection open
+# calibrate: the cost of the snapshots themselves, taken off every count
+calibrate() {
+  redis_snapshot >"$WORK/s0"
+  redis_snapshot >"$WORK/s1"
+  snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/cal"
+}
+# count KEY REQUEST: $COUNT_REQS requests of kind REQUEST (see redis_request); sets RT, CMDS,
+# and CMD_MIX under KEY.
+count() {
+  local key=$1 req=$2 i st
+  redis_request "$req" >/dev/null # warm: scripts loaded, connection open
   redis_snapshot >"$WORK/s0"
   for ((i = 0; i < COUNT_REQS; i++)); do
-    st="$(redis_request "$ck")"
-    [[ $st == 2* ]] || die "counting $ck: status $st"
+    st="$(redis_request "$req")"
+    [[ $st == 2* ]] || die "counting $req: status $st"
   done
   redis_snapshot >"$WORK/s1"
   snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/d"
-  RT[$ck]="$(per @reads)"
-  CMDS[$ck]="$(per @commands)"
-  CMD_MIX[$ck]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
+  RT[$key]="$(per @reads)"
+  CMDS[$key]="$(per @commands)"
+  CMD_MIX[$key]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
     $1 !~ /^@/ { v = ($2 - c[$1]) / n; if (v > 0) { printf "%s%s %g", sep, toupper($1), v; sep = ", " } }' \
     "$WORK/cal" "$WORK/d")"
+}
+
+log "counting Redis commands per request ($COUNT_REQS requests each)"
+calibrate
+for ck in "${COUNT_KEYS[@]}"; do
+  count "$ck" "$ck"
   # MONITOR one request: client commands vs commands run inside Lua scripts.
   rcli MONITOR >"$WORK/monitor-$ck" 2>/dev/null &
   mon=$!
@@ -642,6 +722,189 @@ for ck in "${COUNT_KEYS[@]}"; do
   LUA_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* lua\]' "$WORK/monitor-$ck" || true)"
   CLIENT_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* 127\.' "$WORK/monitor-$ck" || true)"
 done
+
+# ---------------------------------------------------------------------------------------------
+# Bounded work at scale: SLOWLOG
+# ---------------------------------------------------------------------------------------------
+# Three writes whose cost could grow with the data behind them, each on the direct replica with
+# Redis logging every command slower than 1 ms (slowlog-log-slower-than 1000, SLOWLOG RESET just
+# before the write): publishing by an author with FOLLOWERS followers (fan-out included, until
+# the job stream is empty), deleting an article with COMMENTS comments, following an author with
+# PROLIFIC articles.
+if ((QUICK)); then
+  FOLLOWERS=10000 COMMENTS=1000 PROLIFIC=1000 DELIVER_N=50 DELIVER_FOLLOWERS=2000
+else
+  FOLLOWERS=100000 COMMENTS=10000 PROLIFIC=10000 DELIVER_N=200 DELIVER_FOLLOWERS=10000
+fi
+FANOUT_INLINE=100 # CONDUIT_FANOUT_INLINE, left at its default on every replica
+
+# add_followers USERNAME N FIRST_ID: N follower ids FIRST_ID.. written straight into the user's
+# followers set (SADD, 1000 ids a command). Only the fan-out reads the set; the ids need no user.
+add_followers() {
+  local id
+  id="$(user_id "$1")"
+  awk -v key="conduit:{u:$id}:followers" -v n="$2" -v first="$3" 'BEGIN {
+    for (i = 0; i < n; i += 1000) {
+      line = "SADD " key
+      for (j = i; j < i + 1000 && j < n; j++) line = line " " (first + j)
+      print line
+    } }' | kcli >/dev/null
+  kcli SCARD "conduit:{u:$id}:followers"
+}
+# slowlog_reset: every slower-than-1-ms command logged from here on, on every node of SNAP_PORTS.
+slowlog_reset() {
+  local p
+  for p in "${SNAP_PORTS[@]}"; do
+    redis-cli -h 127.0.0.1 -p "$p" CONFIG SET slowlog-log-slower-than 1000 >/dev/null
+    redis-cli -h 127.0.0.1 -p "$p" SLOWLOG RESET >/dev/null
+  done
+}
+# slowlog_read KEY: SLOW_LEN[KEY] (entries over every node) and SLOW_TOP[KEY] (the 3 slowest).
+declare -A SLOW_LEN=() SLOW_TOP=()
+slowlog_read() {
+  local p
+  for p in "${SNAP_PORTS[@]}"; do
+    redis-cli -h 127.0.0.1 -p "$p" --json SLOWLOG GET 128
+  done | jq -s 'add' >"$WORK/slowlog-$1.json"
+  SLOW_LEN[$1]="$(jq 'length' "$WORK/slowlog-$1.json")"
+  SLOW_TOP[$1]="$(jq -r 'sort_by(-.[2]) | .[:3] | map("\(.[2]) µs `\(.[3][:4] | join(" "))`") | join("; ")' "$WORK/slowlog-$1.json")"
+  [[ -n ${SLOW_TOP[$1]} ]] || SLOW_TOP[$1]="-"
+}
+# fanout_drained: waits until the fan-out job stream is empty (a job deletes itself once done
+# and its next batch is queued); fails after 300 s.
+fanout_drained() {
+  local limit=$((SECONDS + 300)) n
+  while ((SECONDS < limit)); do
+    n="$(kcli XLEN 'conduit:{fanout}:jobs')"
+    [[ $n == 0 ]] && return 0
+    nap 0.05
+  done
+  return 1
+}
+now_us() { echo "${EPOCHREALTIME/./}"; }
+ms_since() { awk -v d=$(($(now_us) - $1)) 'BEGIN { printf "%.0f", d / 1000 }'; }
+post_article() { # TOKEN TITLE -> the new article's slug
+  curl -sf -X POST -H "Authorization: Token $1" -H 'Content-Type: application/json' \
+    -d "{\"article\":{\"title\":\"$2\",\"description\":\"bounded work\",\"body\":\"One article.\",\"tagList\":[\"scale\"]}}" \
+    "$API/api/articles" | jq -r .article.slug
+}
+article_id() { kcli HGET "conduit:{slug:$1}:claim" owner; }
+
+declare -A SLOW_MS=() SLOW_NOTE=()
+log "bounded work: publishing to $FOLLOWERS followers"
+CELEB_TOKEN="$(register celebrity)"
+[[ -n $CELEB_TOKEN && $CELEB_TOKEN != null ]] || die "registering celebrity failed"
+have="$(add_followers celebrity "$FOLLOWERS" 1000000000)"
+((have == FOLLOWERS)) || die "celebrity has $have followers, expected $FOLLOWERS"
+fanout_drained || die "the fan-out stream did not drain"
+slowlog_reset
+t0="$(now_us)"
+slug="$(post_article "$CELEB_TOKEN" "To $FOLLOWERS followers")"
+SLOW_MS[publish]="$(ms_since "$t0")"
+[[ -n $slug && $slug != null ]] || die "publishing by celebrity failed"
+fanout_drained || die "the fan-out to $FOLLOWERS feeds did not finish in 300 s"
+fanout_ms="$(ms_since "$t0")"
+slowlog_read publish
+aid="$(article_id "$slug")"
+# A sample of 100 followers spread over the set: how many feeds hold the article.
+sampled="$(awk -v n="$FOLLOWERS" -v a="$aid" 'BEGIN { for (i = 0; i < 100; i++)
+  printf "ZSCORE conduit:{u:%d}:feed %s\n", 1000000000 + int(i * n / 100), a }' | kcli | grep -c . || true)"
+SLOW_NOTE[publish]="followers written with SADD into \`conduit:{u:<id>}:followers\` (ids without users; the fan-out needs nothing else); request ${SLOW_MS[publish]} ms, fan-out to every feed done ${fanout_ms} ms after the request was sent; $sampled of 100 sampled feeds hold the article"
+
+log "bounded work: deleting an article with $COMMENTS comments"
+AUTHOR1_TOKEN="$(head -1 "$WORK/tokens")"
+slug="$(post_article "$AUTHOR1_TOKEN" "Commented $COMMENTS times")"
+[[ -n $slug && $slug != null ]] || die "publishing by author1 failed"
+aid="$(article_id "$slug")"
+t0=$SECONDS
+env BENCH_MODE=comment "BENCH_TOKEN=$READER_TOKEN" "BENCH_SLUG=$slug" BENCH_RUN=slowc \
+  wrk -t1 -c16 -d600s --timeout 10s -s "$LUA" "$API/api/articles/$slug/comments" >"$WORK/comments.out" &
+wrk_pid=$!
+PIDS+=("$wrk_pid")
+while (($(kcli ZCARD "conduit:{a:$aid}:comment_ids") < COMMENTS)); do
+  kill -0 "$wrk_pid" 2>/dev/null || die "commenting stopped: $(cat "$WORK/comments.out")"
+  ((SECONDS - t0 < 300)) || die "$COMMENTS comments not written in 300 s"
+  nap 0.2
+done
+kill -INT "$wrk_pid" 2>/dev/null || true
+wait "$wrk_pid" 2>/dev/null || true
+comments_secs=$((SECONDS - t0))
+n_comments="$(kcli ZCARD "conduit:{a:$aid}:comment_ids")"
+fanout_drained || die "the fan-out stream did not drain"
+slowlog_reset
+t0="$(now_us)"
+st="$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Token $AUTHOR1_TOKEN" "$API/api/articles/$slug")"
+SLOW_MS[delete]="$(ms_since "$t0")"
+[[ $st == 2* ]] || die "deleting the commented article: status $st"
+fanout_drained || die "the fan-out stream did not drain"
+slowlog_read delete
+left="$(kcli EXISTS "conduit:{a:$aid}:comments" "conduit:{a:$aid}:comment_ids" "conduit:{a:$aid}:article")"
+SLOW_NOTE[delete]="$n_comments comments POSTed through the API (wrk, ${comments_secs} s); request ${SLOW_MS[delete]} ms; article keys left: $left"
+
+log "bounded work: following an author with $PROLIFIC articles"
+PROLIFIC_TOKEN="$(register prolific)"
+[[ -n $PROLIFIC_TOKEN && $PROLIFIC_TOKEN != null ]] || die "registering prolific failed"
+echo "$PROLIFIC_TOKEN" >"$WORK/tokens-prolific"
+t0=$SECONDS
+seed_articles "$(($(article_count) + PROLIFIC))" p "$WORK/tokens-prolific"
+prolific_secs=$((SECONDS - t0))
+n_prolific="$(kcli ZCARD "conduit:{u:$(user_id prolific)}:articles")"
+((n_prolific >= PROLIFIC)) || die "prolific wrote $n_prolific articles, expected $PROLIFIC"
+NEWREADER_TOKEN="$(register newreader)"
+[[ -n $NEWREADER_TOKEN && $NEWREADER_TOKEN != null ]] || die "registering newreader failed"
+fanout_drained || die "the fan-out stream did not drain"
+slowlog_reset
+t0="$(now_us)"
+follow "$NEWREADER_TOKEN" prolific || die "following prolific failed"
+SLOW_MS[follow]="$(ms_since "$t0")"
+slowlog_read follow
+in_feed="$(curl -sf -H "Authorization: Token $NEWREADER_TOKEN" "$API/api/articles/feed?limit=1" | jq .articlesCount)"
+SLOW_NOTE[follow]="$n_prolific articles POSTed through the API (wrk, ${prolific_secs} s); request ${SLOW_MS[follow]} ms; the follower's feed then holds $in_feed articles"
+
+# ---------------------------------------------------------------------------------------------
+# Feed delivery under read load
+# ---------------------------------------------------------------------------------------------
+# An author with DELIVER_FOLLOWERS followers (one of them a registered user, the rest written
+# with SADD as above) publishes DELIVER_N articles one after the other on the direct replica,
+# while wrk reads GET /api/articles?limit=20 from it; each time, the follower's
+# GET /api/articles/feed?limit=1 is polled until it shows the new article.
+log "feed delivery: $DELIVER_N articles to $DELIVER_FOLLOWERS followers under read load"
+POPULAR_TOKEN="$(register popular)"
+FAN_TOKEN="$(register fan)"
+[[ -n $POPULAR_TOKEN && $POPULAR_TOKEN != null && -n $FAN_TOKEN && $FAN_TOKEN != null ]] ||
+  die "registering popular and fan failed"
+follow "$FAN_TOKEN" popular || die "fan could not follow popular"
+have="$(add_followers popular $((DELIVER_FOLLOWERS - 1)) 2000000000)"
+((have == DELIVER_FOLLOWERS)) || die "popular has $have followers, expected $DELIVER_FOLLOWERS"
+fanout_drained || die "the fan-out stream did not drain"
+env BENCH_MODE=get "BENCH_TOKEN=$READER_TOKEN" BENCH_RUN=deliver \
+  wrk -t1 -c"$CONNS" -d600s --timeout 5s -s "$LUA" "$API/api/articles?limit=20" >"$WORK/deliver-load.out" &
+load_pid=$!
+PIDS+=("$load_pid")
+nap 1
+: >"$WORK/delivery"
+deliver_lost=0
+for ((n = 1; n <= DELIVER_N; n++)); do
+  t0="$(now_us)"
+  slug="$(post_article "$POPULAR_TOKEN" "Delivered $n")"
+  [[ -n $slug && $slug != null ]] || die "publishing by popular failed"
+  until [[ "$(curl -sf -H "Authorization: Token $FAN_TOKEN" "$API/api/articles/feed?limit=1" | jq -r '.articles[0].slug')" == "$slug" ]]; do
+    if (($(now_us) - t0 > 30000000)); then
+      deliver_lost=$((deliver_lost + 1))
+      break
+    fi
+    nap 0.005
+  done
+  ms_since "$t0" >>"$WORK/delivery"
+  echo >>"$WORK/delivery"
+done
+kill -INT "$load_pid" 2>/dev/null || true
+wait "$load_pid" 2>/dev/null || true
+deliver_load_rps="$(sed -nE 's/^BENCH_RESULT .* rps=([0-9.]+) .*/\1/p' "$WORK/deliver-load.out")"
+read -r DELIVER_P50 DELIVER_P99 DELIVER_MAX < <(sort -n "$WORK/delivery" | awk '{ a[NR] = $1 }
+  END { i50 = int(NR * 0.5 + 0.5); i99 = int(NR * 0.99 + 0.5); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
+        print a[i50], a[i99], a[NR] }')
+fanout_drained || log "the fan-out stream had not drained 300 s after the last delivery"
 
 # ---------------------------------------------------------------------------------------------
 # Memory
@@ -877,6 +1140,55 @@ report="$WORK/report.md"
     r="$(ratio "${RPS[growth-$g-large]}" "${RPS[growth-$g-small]}")"
     echo "| \`$name\` | $r | $(verdict "$r" ">=" 0.8) |"
   done
+  echo
+  echo "## GET /api/user during a login flood"
+  echo
+  echo "One replica with 2 workers and failed-login limits out of reach (every login of the flood"
+  echo "is checked against the account's argon2 hash, as in a flood from more addresses than the"
+  echo "limits cover); \`GET /api/user\` alone on it, then while wrk (1 thread, $FLOOD_CONNS connections)"
+  echo "sends logins with wrong passwords for the $AUTHORS authors' accounts to the same replica."
+  echo
+  echo "| request | login flood | req/s | rounds | p50 ms | p99 ms | failed | API CPU µs/req |"
+  echo "|---|---|---:|---|---:|---:|---:|---:|"
+  echo "| \`GET /api/user\` | none | $(fmt_rps "${RPS[flood-alone]}") | ${ALL_ROUNDS[flood-alone]} | ${P50[flood-alone]} | ${P99[flood-alone]} | ${ERRS[flood-alone]} | ${CPU_APP[flood-alone]} |"
+  echo "| \`GET /api/user\` | running | $(fmt_rps "${RPS[flood-under]}") | ${ALL_ROUNDS[flood-under]} | ${P50[flood-under]} | ${P99[flood-under]} | ${ERRS[flood-under]} | ${CPU_APP[flood-under]} |"
+  echo
+  echo "| flood round | logins/s | wrong password (401/422) | refused by the limit (429) | shed (503) |"
+  echo "|---|---:|---:|---:|---:|"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    echo "| $r | $(fmt_rps "${FLOOD[rps#$r]}") | ${FLOOD[rejected#$r]} | ${FLOOD[limited#$r]} | ${FLOOD[shed#$r]} |"
+  done
+  r="$(ratio "${RPS[flood-under]}" "${RPS[flood-alone]}")"
+  echo
+  echo "Target: \`GET /api/user\` during the flood >= 0.5 of alone. Ratio **$r**: $(verdict "$r" ">=" 0.5)."
+  echo
+  echo "## Bounded work at scale: SLOWLOG"
+  echo
+  echo "Sizes ($MODE mode): $FOLLOWERS followers, $COMMENTS comments, $PROLIFIC articles. Each write"
+  echo "on the direct replica (single Redis) with \`CONFIG SET slowlog-log-slower-than 1000\` and"
+  echo "\`SLOWLOG RESET\` just before it; the log is read once the fan-out job stream is empty"
+  echo "(\`CONDUIT_FANOUT_INLINE\` at its default, $FANOUT_INLINE followers in the request, then jobs of 200)."
+  echo "SLOWLOG times are wall-clock time inside Redis: on a machine whose cores are busy, a command"
+  echo "Redis was descheduled during shows up too; the command and its key tell whether the cost"
+  echo "grew with the data (a whole-set or whole-history read would) or not."
+  echo
+  echo "| write | data behind it | SLOWLOG entries (> 1 ms) | target | slowest entries | how it was seeded and checked |"
+  echo "|---|---|---:|---|---|---|"
+  echo "| \`POST /api/articles\` (fan-out included) | author with $FOLLOWERS followers | ${SLOW_LEN[publish]} | 0: $(verdict "${SLOW_LEN[publish]}" "<=" 0) | ${SLOW_TOP[publish]} | ${SLOW_NOTE[publish]} |"
+  echo "| \`DELETE /api/articles/:slug\` | article with $COMMENTS comments | ${SLOW_LEN[delete]} | 0: $(verdict "${SLOW_LEN[delete]}" "<=" 0) | ${SLOW_TOP[delete]} | ${SLOW_NOTE[delete]} |"
+  echo "| \`POST /api/profiles/:username/follow\` | author with $PROLIFIC articles | ${SLOW_LEN[follow]} | 0: $(verdict "${SLOW_LEN[follow]}" "<=" 0) | ${SLOW_TOP[follow]} | ${SLOW_NOTE[follow]} |"
+  echo
+  echo "## Feed delivery under read load"
+  echo
+  echo "An author with $DELIVER_FOLLOWERS followers (1 registered user following through the API, $((DELIVER_FOLLOWERS - 1))"
+  echo "ids written with SADD) publishes $DELIVER_N articles one after the other on the direct replica while"
+  echo "wrk reads \`GET /api/articles?limit=20\` from it ($CONNS connections, $(fmt_rps "${deliver_load_rps:-0}") req/s meanwhile);"
+  echo "after each, the follower's \`GET /api/articles/feed?limit=1\` is polled until it shows the new"
+  echo "article. Time from sending the POST to the article in the feed:"
+  echo
+  echo "| articles | p50 ms | p99 ms | max ms | not delivered in 30 s | target p99 < 1000 ms |"
+  echo "|---:|---:|---:|---:|---:|---|"
+  echo "| $DELIVER_N | $DELIVER_P50 | $DELIVER_P99 | $DELIVER_MAX | $deliver_lost | $(verdict "$DELIVER_P99" "<=" 999) |"
   echo
   echo "## Memory (VmRSS from /proc/<pid>/status)"
   echo
