@@ -10,7 +10,8 @@
 #                             REDIS_CLUSTER_URLS (comma-separated redis:// seeds, the value of
 #                             REDIS_CLUSTER_URLS for a replica). Returns non-zero, with the
 #                             reason on stderr, when the cluster does not form.
-#   redis_cluster_primaries   prints the ports of the current primaries, one a line.
+#   redis_cluster_primaries   prints the ports of the current primaries (that hold slots), one a
+#                             line.
 #   redis_cluster_pids        prints the pids of the six nodes, one a line.
 #   redis_cluster_stop        shuts every node down (safe to call more than once).
 
@@ -70,20 +71,23 @@ redis_cluster_start() {
     cat "$REDIS_CLUSTER_DIR/cluster-create.log" >&2
     return 1
   fi
-  for i in $(seq 1 100); do
-    if redis-cli -p "${REDIS_CLUSTER_PORTS[0]}" cluster info | grep -q '^cluster_state:ok'; then
+  # Formed once the first node says cluster_state:ok and sees three replicas (the replica roles
+  # reach it by gossip, after the slots).
+  for i in $(seq 1 200); do
+    if redis-cli -p "${REDIS_CLUSTER_PORTS[0]}" cluster info | grep -q '^cluster_state:ok' &&
+      [[ "$(redis-cli -p "${REDIS_CLUSTER_PORTS[0]}" cluster nodes | grep -c slave)" == 3 ]]; then
       REDIS_CLUSTER_URLS="$(IFS=,; echo "${urls[*]}")"
       return 0
     fi
     sleep 0.1
   done
-  echo "error: the Redis Cluster did not reach cluster_state:ok" >&2
+  echo "error: the Redis Cluster did not reach cluster_state:ok with 3 replicas" >&2
   return 1
 }
 
 redis_cluster_primaries() {
   redis-cli -p "${REDIS_CLUSTER_PORTS[0]}" cluster nodes |
-    awk '$3 ~ /master/ && $3 !~ /fail/ { sub(/@.*/, "", $2); sub(/.*:/, "", $2); print $2 }' | sort -n
+    awk '$3 ~ /master/ && $3 !~ /fail/ && NF >= 9 { sub(/@.*/, "", $2); sub(/.*:/, "", $2); print $2 }' | sort -n
 }
 
 redis_cluster_pids() {
