@@ -19,12 +19,13 @@ REDIS_CLUSTER_PORTS=()
 REDIS_CLUSTER_URLS=""
 REDIS_CLUSTER_DIR=""
 
-# A node also listens on its port + 10000 (the cluster bus): pick a port below 55536 whose bus
-# port is free too, and never one handed out before.
+# A node also listens on its port + 10000 (the cluster bus): pick a port whose bus port is free
+# too, never one handed out before, and both below 32768, where Linux hands out the local ports
+# of outgoing connections (a busy machine may hold any of those, which no listening test sees).
 _redis_cluster_free_port() {
   local p q used taken
   while true; do
-    p=$((20000 + RANDOM % 25000))
+    p=$((10000 + RANDOM % 12000))
     taken=0
     for used in "${REDIS_CLUSTER_PORTS[@]}"; do
       if ((used == p || used + 10000 == p || used == p + 10000)); then taken=1; fi
