@@ -8,8 +8,9 @@
 #                             the cluster and waits for cluster_state:ok. Sets
 #                             REDIS_CLUSTER_PORTS (array of the six ports) and
 #                             REDIS_CLUSTER_URLS (comma-separated redis:// seeds, the value of
-#                             REDIS_CLUSTER_URLS for a replica). Returns non-zero, with the
-#                             reason on stderr, when the cluster does not form.
+#                             REDIS_CLUSTER_URLS for a replica) once every replica has
+#                             synced with its primary. Returns non-zero, with the reason on
+#                             stderr, when the cluster does not form.
 #   redis_cluster_primaries   prints the ports of the current primaries (that hold slots), one a
 #                             line.
 #   redis_cluster_pids        prints the pids of the six nodes, one a line.
@@ -77,13 +78,22 @@ redis_cluster_start() {
   for i in $(seq 1 200); do
     if redis-cli -p "${REDIS_CLUSTER_PORTS[0]}" cluster info | grep -q '^cluster_state:ok' &&
       [[ "$(redis-cli -p "${REDIS_CLUSTER_PORTS[0]}" cluster nodes | grep -c slave)" == 3 ]]; then
-      REDIS_CLUSTER_URLS="$(IFS=,; echo "${urls[*]}")"
-      return 0
+      break
     fi
     sleep 0.1
   done
-  echo "error: the Redis Cluster did not reach cluster_state:ok with 3 replicas" >&2
-  return 1
+  ((i < 200)) || { echo "error: the Redis Cluster did not reach cluster_state:ok with 3 replicas" >&2; return 1; }
+  # Ready for writes that WAIT for a replica once every replica has synced with its primary.
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do
+    for i in $(seq 1 200); do
+      redis-cli -p "$p" info replication | grep -q '^role:master' && break
+      redis-cli -p "$p" info replication | grep -q '^master_link_status:up' && break
+      sleep 0.1
+    done
+    ((i < 200)) || { echo "error: the cluster replica on port $p did not sync with its primary" >&2; return 1; }
+  done
+  REDIS_CLUSTER_URLS="$(IFS=,; echo "${urls[*]}")"
+  return 0
 }
 
 redis_cluster_primaries() {
