@@ -1086,6 +1086,11 @@ fi
 # ---------------------------------------------------------------------------------------------
 log "redis-benchmark ceiling ($RB_N requests per command)"
 declare -a RB_ROWS=()
+# The rows name real keys of the seeded data set: each must exist.
+for key in "conduit:{a:$((LARGE / 2))}:article" 'conduit:{u:2}:user' 'conduit:{u:1}:following' \
+  'conduit:{all:0}:articles'; do
+  [[ "$(rcli EXISTS "$key")" == 1 ]] || die "redis-benchmark row key $key does not exist in the seeded data set"
+done
 rb() { # label args...
   local label=$1 out rps p50
   shift
