@@ -787,7 +787,7 @@ slowlog_read() {
     redis-cli -h 127.0.0.1 -p "$p" --json SLOWLOG GET 128
   done | jq -s 'add' >"$WORK/slowlog-$1.json"
   SLOW_LEN[$1]="$(jq 'length' "$WORK/slowlog-$1.json")"
-  SLOW_TOP[$1]="$(jq -r 'sort_by(-.[2]) | .[:3] | map("\(.[2]) µs `\(.[3][:4] | join(" "))`") | join("; ")' "$WORK/slowlog-$1.json")"
+  SLOW_TOP[$1]="$(jq -r 'sort_by(-.[2]) | .[:3] | map("\(.[2]) µs `\(.[3][:5] | join(" "))`") | join("; ")' "$WORK/slowlog-$1.json")"
   [[ -n ${SLOW_TOP[$1]} ]] || SLOW_TOP[$1]="-"
 }
 # fanout_drained: waits until the fan-out job stream is empty (a job deletes itself once done
