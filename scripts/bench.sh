@@ -4,19 +4,28 @@
 # Starts a throw-away redis-server, API replicas, an nginx in front of two of them and the OTLP
 # test receiver; seeds a data set through the API; measures throughput and latency with wrk,
 # Redis commands and round trips per request from Redis itself, the growth of list and feed
-# cost with the data set, replica memory, start-up time and the raw Redis ceiling. Prints
-# Markdown tables and writes them to docs/BENCHMARKS.md. Each target is reported as met or
-# missed; the script never fails because of a number, only when it cannot measure.
+# cost with the data set, GET /api/user during a login flood, bounded work at scale (SLOWLOG
+# around a publish to many followers, a delete of a much-commented article, a follow of a
+# prolific author), feed delivery time under read load, the same rows on a local 3-primary Redis
+# Cluster with how keys and commands split over the primaries, replica memory, start-up time
+# and the raw Redis ceiling. Prints Markdown tables and writes them to docs/BENCHMARKS.md.
+# Each target is reported as met or missed; the script never fails because of a number, only
+# when it cannot measure.
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
 Usage: scripts/bench.sh [--quick] [--no-write] [--out FILE] [--no-build] [--keep]
 
-Benchmarks the Conduit API on 127.0.0.1 (redis-server, replicas, nginx, OTLP receiver, wrk)
-and writes the tables to docs/BENCHMARKS.md (also printed on stdout).
+Benchmarks the Conduit API on 127.0.0.1 (redis-server, a 3-primary, 3-replica Redis Cluster,
+replicas, nginx, OTLP receiver, wrk) and writes the tables to docs/BENCHMARKS.md (also printed
+on stdout): single-Redis rows, a login flood, SLOWLOG around writes with much data behind them,
+feed delivery time, and cluster rows next to the single-Redis ones.
 
-  --quick      short rows (2 s) and small data sets: a smoke run of the whole script
+  --quick      short rows (2 s) and small data sets (at scale: 10 000 followers, 1 000
+               comments, 1 000 articles by one author, 50 articles delivered to 2 000
+               followers; full mode: 100 000, 10 000, 10 000, 200 to 10 000): a smoke run of
+               the whole script
   --no-write   print the tables only, leave docs/BENCHMARKS.md alone
   --out FILE   write the tables to FILE instead of docs/BENCHMARKS.md
   --no-build   use the binaries already built (no cargo build)
@@ -30,11 +39,14 @@ Environment:
 
 Needs: cargo, wrk, redis-server, redis-cli, redis-benchmark, nginx, curl, jq, awk (podman
 only to report the image size, if present). scripts/bench/FINDINGS.md, the written analysis,
-is appended to the report as it is. Full mode takes about 15 minutes on 2 cores.
+is appended to the report as it is. Full mode takes about 25 minutes on 2 cores, quick mode
+about 5.
 EOF
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/redis-cluster.sh
+. "$ROOT/scripts/lib/redis-cluster.sh"
 LUA="$ROOT/scripts/bench/wrk.lua"
 QUICK=0
 WRITE=1
@@ -73,6 +85,9 @@ for tool in cargo wrk redis-server redis-cli redis-benchmark nginx curl jq awk; 
   esac
   die "$tool not found (apt-get install -y --no-install-recommends $package)"
 done
+# SLOWLOG is read with redis-cli --json (Redis 7).
+redis_major="$(redis-cli -v | sed -nE 's/^redis-cli ([0-9]+)\..*/\1/p')"
+((${redis_major:-0} >= 7)) || die "redis-cli $(redis-cli -v) is too old: 7 or newer needed (redis-tools from Debian 12 or later)"
 [[ -f $LUA ]] || die "missing $LUA"
 
 if ((QUICK)); then
@@ -110,6 +125,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  redis_cluster_stop
   if ((KEEP)); then
     log "kept $WORK"
   else
@@ -164,6 +180,7 @@ redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
   --dir "$WORK" --logfile "$WORK/redis.log" --daemonize no &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
+REDIS_PIDS=("$REDIS_PID") # the Redis CPU column of measure: this one, or the cluster's nodes
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 for ((i = 0; i < 100; i++)); do
   [[ "$(rcli ping 2>/dev/null)" == PONG ]] && break
@@ -176,6 +193,8 @@ done
 declare -A PID_OF=() PORT_OF=()
 # start_replica NAME WORKERS [VAR=VALUE...]: a replica on a free port, tracing off unless the
 # extra variables turn it on. Logs (the default filter: one access line per request) go to a file.
+# Every replica's environment is set here (registrations from one address unlimited: the bench
+# registers all its accounts from 127.0.0.1).
 start_replica() {
   local name=$1 workers=$2 port
   shift 2
@@ -186,6 +205,7 @@ start_replica() {
     CONDUIT_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
     CONDUIT_JWT_KEYS_FILE="$WORK/jwt-keys" CONDUIT_REPLICA_ID="$name" \
     CONDUIT_WORKERS="$workers" CONDUIT_DRAIN_SECONDS=0 OTEL_SDK_DISABLED=true \
+    CONDUIT_REGISTRATIONS_PER_ADDRESS=0 \
     "$@" "$BIN/conduit-api" >>"$WORK/$name.log" 2>&1 &
   PID_OF[$name]=$!
   PORT_OF[$name]=$port
@@ -218,7 +238,7 @@ APP_PIDS=()
 NGINX_PIDS=()
 
 # measure KEY URL [VAR=VALUE...]: a warm-up, then one wrk row of $DUR seconds. CPU is
-# accounted to APP_PIDS (replicas), Redis and NGINX_PIDS.
+# accounted to APP_PIDS (replicas), REDIS_PIDS and NGINX_PIDS.
 measure() {
   local key=$1 url=$2 out line a0 r0 n0 a1 r1 n1
   shift 2
@@ -226,11 +246,11 @@ measure() {
   # BENCH_RUN differs between warm-up and row, so idempotency keys are never replayed.
   env "$@" BENCH_RUN="w$key" wrk -t1 -c"$CONNS" -d"${WARM}s" --timeout 5s -s "$LUA" "$url" >/dev/null
   a0="$(cpu_ticks "${APP_PIDS[@]}")"
-  r0="$(cpu_ticks "$REDIS_PID")"
+  r0="$(cpu_ticks "${REDIS_PIDS[@]}")"
   n0="$(cpu_ticks "${NGINX_PIDS[@]}")"
   out="$(env "$@" BENCH_RUN="m$key" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 5s -s "$LUA" "$url")"
   a1="$(cpu_ticks "${APP_PIDS[@]}")"
-  r1="$(cpu_ticks "$REDIS_PID")"
+  r1="$(cpu_ticks "${REDIS_PIDS[@]}")"
   n1="$(cpu_ticks "${NGINX_PIDS[@]}")"
   line="$(grep '^BENCH_RESULT' <<<"$out")" || die "no result from wrk for $key: $out"
   local -A f=()
@@ -278,6 +298,11 @@ verdict() {
   fi
 }
 fmt_rps() { awk -v r="$1" 'BEGIN { printf "%.0f", r }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "-" }'; }
+# in_range VALUE LOW HIGH -> "met" or "**missed**"
+in_range() {
+  if awk -v v="$1" -v l="$2" -v h="$3" 'BEGIN { exit !(v >= l && v <= h) }'; then echo "met"; else echo "**missed**"; fi
+}
 
 # ---------------------------------------------------------------------------------------------
 # Replicas and nginx
@@ -337,14 +362,9 @@ PASSWORD="bench-password-1"
 register() {
   curl -sf -X POST -H 'Content-Type: application/json' \
     -d "{\"user\":{\"username\":\"$1\",\"email\":\"$1@bench.example\",\"password\":\"$PASSWORD\"}}" \
-    "$API/api/users" | jq -r .user.token
+    "$API/api/users" | jq -r .user.token || true # the caller checks for a token
 }
 
-seed_start=$SECONDS
-log "registering 1 reader and $AUTHORS authors"
-mkdir -p "$WORK/tok"
-READER_TOKEN="$(register reader)"
-[[ -n $READER_TOKEN && $READER_TOKEN != null ]] || die "registration failed (see $WORK/direct.log)"
 # Batches of background jobs; waited for by pid (a bare `wait` would wait for the servers too).
 declare -a batch=()
 wait_batch() {
@@ -352,47 +372,64 @@ wait_batch() {
   for pid in "${batch[@]}"; do wait "$pid" || true; done
   batch=()
 }
-for ((i = 1; i <= AUTHORS; i++)); do
-  register "author$i" >"$WORK/tok/$i" &
-  batch+=("$!")
-  if ((${#batch[@]} == 8)); then wait_batch; fi
-done
-wait_batch
-: >"$WORK/tokens"
-for ((i = 1; i <= AUTHORS; i++)); do
-  tok="$(<"$WORK/tok/$i")"
-  [[ -n $tok && $tok != null ]] || die "registering author$i failed"
-  echo "$tok" >>"$WORK/tokens"
-done
-register_secs=$((SECONDS - seed_start))
+# kcli: redis-cli on the Redis the API under test uses (-c follows a cluster's redirections).
+KCLI_PORT=$REDIS_PORT
+kcli() { redis-cli -c -h 127.0.0.1 -p "$KCLI_PORT" "$@"; }
+# user_id USERNAME: the user's id, from the username claim.
+user_id() { kcli HGET "conduit:{name:$1}:claim" owner; }
 
-log "reader follows $AUTHORS authors"
-follow() {
-  curl -sf -o /dev/null -X POST -H "Authorization: Token $READER_TOKEN" \
-    "$API/api/profiles/$1/follow"
+follow() { # TOKEN USERNAME
+  curl -sf -o /dev/null -X POST -H "Authorization: Token $1" "$API/api/profiles/$2/follow"
 }
-for ((i = 1; i <= AUTHORS; i++)); do
-  follow "author$i" &
-  batch+=("$!")
-  if ((${#batch[@]} == 16)); then wait_batch; fi
-done
-wait_batch
-following="$(rcli SCARD 'conduit:{u:1}:following')"
-((following == AUTHORS)) || die "reader follows $following authors, expected $AUTHORS"
+
+# seed_users: through $API, a reader and $AUTHORS authors (tokens in $WORK/tokens, one a line),
+# the reader following every author; sets READER_TOKEN and register_secs.
+seed_users() {
+  local seed_start=$SECONDS i tok following
+  log "registering 1 reader and $AUTHORS authors"
+  rm -rf "$WORK/tok"
+  mkdir -p "$WORK/tok"
+  READER_TOKEN="$(register reader)"
+  [[ -n $READER_TOKEN && $READER_TOKEN != null ]] || die "registration failed (see the replica's log in $WORK)"
+  for ((i = 1; i <= AUTHORS; i++)); do
+    register "author$i" >"$WORK/tok/$i" &
+    batch+=("$!")
+    if ((${#batch[@]} == 8)); then wait_batch; fi
+  done
+  wait_batch
+  : >"$WORK/tokens"
+  for ((i = 1; i <= AUTHORS; i++)); do
+    tok="$(<"$WORK/tok/$i")"
+    [[ -n $tok && $tok != null ]] || die "registering author$i failed"
+    echo "$tok" >>"$WORK/tokens"
+  done
+  register_secs=$((SECONDS - seed_start))
+
+  log "reader follows $AUTHORS authors"
+  for ((i = 1; i <= AUTHORS; i++)); do
+    follow "$READER_TOKEN" "author$i" &
+    batch+=("$!")
+    if ((${#batch[@]} == 16)); then wait_batch; fi
+  done
+  wait_batch
+  following="$(kcli SCARD "conduit:{u:$(user_id reader)}:following")"
+  ((following == AUTHORS)) || die "reader follows $following authors, expected $AUTHORS"
+}
+seed_users
 
 # Articles stored, as the API counts them (the global index is spread over buckets).
 article_count() { curl -sf "$API/api/articles?limit=0" | jq -r .articlesCount; }
 
-# seed_articles TARGET RUN_ID: new articles spread over the authors (wrk, seed mode) until Redis
-# holds TARGET articles. wrk always runs for its whole -d, so it is stopped (SIGINT) once Redis
+# seed_articles TARGET RUN_ID [TOKENS_FILE]: new articles spread over the authors (wrk, seed mode,
+# the tokens of $WORK/tokens unless given) until Redis holds TARGET articles. wrk always runs for its whole -d, so it is stopped (SIGINT) once Redis
 # holds the target or stops growing.
 seed_articles() {
-  local target=$1 run=$2 t0=$SECONDS have attempt wrk_pid last stalled
+  local target=$1 run=$2 tokens=${3:-$WORK/tokens} t0=$SECONDS have attempt wrk_pid last stalled
   for ((attempt = 1; attempt <= 5; attempt++)); do
     have="$(article_count)"
     ((have < target)) || break
     env BENCH_MODE=seed BENCH_TOTAL=$((target - have)) BENCH_THREADS=2 \
-      BENCH_RUN="$run$attempt" BENCH_TOKENS_FILE="$WORK/tokens" \
+      BENCH_RUN="$run$attempt" BENCH_TOKENS_FILE="$tokens" \
       wrk -t2 -c32 -d600s --timeout 10s -s "$LUA" "$API/api/articles" >"$WORK/seed.out" &
     wrk_pid=$!
     PIDS+=("$wrk_pid")
@@ -462,6 +499,38 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 keep_best healthz
 keep_best user
+
+# ---------------------------------------------------------------------------------------------
+# GET /api/user during a login flood
+# ---------------------------------------------------------------------------------------------
+# A replica of its own (2 workers) whose failed-login limits are out of reach, so every login of
+# the flood is checked against the account's argon2 hash: the worst case, a flood from more
+# addresses than the limits cover. GET /api/user alone on it, then with wrk sending logins with
+# wrong passwords for the authors' accounts to the same replica.
+start_replica flood 2 CONDUIT_LOGIN_MAX_FAILURES=1000000000 \
+  CONDUIT_LOGIN_MAX_FAILURES_PER_ADDRESS=1000000000 CONDUIT_LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000000
+wait_ready "${PORT_OF[flood]}"
+FLOOD_API="http://127.0.0.1:${PORT_OF[flood]}"
+FLOOD_CONNS=16
+declare -A FLOOD=()
+APP_PIDS=("${PID_OF[flood]}")
+for ((r = 1; r <= ROUNDS; r++)); do
+  measure "flood-alone#$r" "$FLOOD_API/api/user" "${get_env[@]}"
+  env BENCH_MODE=login BENCH_ACCOUNTS="$AUTHORS" BENCH_RUN="flood$r" \
+    wrk -t1 -c"$FLOOD_CONNS" -d"$((WARM + DUR + 3))s" --timeout 10s -s "$LUA" \
+    "$FLOOD_API/api/users/login" >"$WORK/flood-$r.out" &
+  flood_pid=$!
+  PIDS+=("$flood_pid")
+  nap 1 # the flood is under way before the warm-up starts
+  measure "flood-under#$r" "$FLOOD_API/api/user" "${get_env[@]}"
+  wait "$flood_pid" || true
+  line="$(grep '^BENCH_RESULT' "$WORK/flood-$r.out")" || die "no result from the login flood: $(cat "$WORK/flood-$r.out")"
+  for kv in ${line#BENCH_RESULT }; do FLOOD[${kv%%=*}#$r]=${kv#*=}; done
+done
+keep_best flood-alone
+keep_best flood-under
+stop_pid "${PID_OF[flood]}"
+APP_PIDS=("${PID_OF[direct]}")
 
 declare -a EP_KEYS=(list feed article comment)
 declare -A EP_NAME=(
@@ -560,13 +629,30 @@ done
 # ---------------------------------------------------------------------------------------------
 # Redis commands and round trips per request
 # ---------------------------------------------------------------------------------------------
-# One INFO call; prints "name value" for every command's calls, total_commands_processed and
-# total_reads_processed (one read event per round trip of a client).
+# One INFO call on each node of SNAP_PORTS (the single Redis, or the cluster's primaries); prints
+# "name value" for every command's calls, total_commands_processed and total_reads_processed (one
+# read event per round trip of a client), summed over the nodes, and each node's reads and
+# commands as @reads:<port> and @commands:<port>. @bg and @bg:<port> count the commands no request
+# sends, each a read event of its own: the replicas' fan-out workers polling the job stream
+# (XREADGROUP, XAUTOCLAIM every 50 ms when idle), Redis replicas acknowledging replication
+# (REPLCONF) and the cluster client's slot map refreshes (CLUSTER ...); @fg and @fg:<port> are
+# the reads without them: the round trips of requests (and of the INFO calls, calibrated away).
+SNAP_PORTS=("$REDIS_PORT")
 redis_snapshot() {
-  rcli INFO all | tr -d '\r' | awk -F'[:,=]' '
-    /^cmdstat_/ { sub(/^cmdstat_/, "", $1); print $1, $3 }
-    /^total_commands_processed:/ { print "@commands", $2 }
-    /^total_reads_processed:/ { print "@reads", $2 }'
+  local p
+  for p in "${SNAP_PORTS[@]}"; do
+    redis-cli -h 127.0.0.1 -p "$p" INFO all
+  done | tr -d '\r' | awk -F'[:,=]' '
+    /^tcp_port:/ { port = $2 }
+    /^cmdstat_/ { sub(/^cmdstat_/, "", $1); s[$1] += $3
+      if ($1 ~ /^(xreadgroup|xautoclaim|replconf|cluster)/) { s["@bg"] += $3; s["@bg:" port] += $3 } }
+    /^total_commands_processed:/ { s["@commands"] += $2; s["@commands:" port] = $2 }
+    /^total_reads_processed:/ { s["@reads"] += $2; s["@reads:" port] = $2; ports[port] = 1 }
+    END {
+      s["@fg"] = s["@reads"] - s["@bg"]
+      for (p in ports) s["@fg:" p] = s["@reads:" p] - s["@bg:" p]
+      for (k in s) print k, s[k]
+    }'
 }
 # snapshot_delta BEFORE AFTER -> "name delta" for every changed counter
 snapshot_delta() {
@@ -613,24 +699,38 @@ per() {
     $1 == k { d = $2 } END { printf "%.1f", (d - c) / n }' "$WORK/cal" "$WORK/d"
 }
 
-log "counting Redis commands per request ($COUNT_REQS requests each)"
-redis_snapshot >"$WORK/s0"
-redis_snapshot >"$WORK/s1"
-snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/cal"
-for ck in "${COUNT_KEYS[@]}"; do
-  redis_request "$ck" >/dev/null # warm: scripts loaded, connection open
+# calibrate: the cost of the snapshots themselves, taken off every count
+calibrate() {
+  redis_snapshot >"$WORK/s0"
+  redis_snapshot >"$WORK/s1"
+  snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/cal"
+}
+# count KEY REQUEST: $COUNT_REQS requests of kind REQUEST (see redis_request); sets RT, CMDS,
+# CMD_MIX and RT_MAX (the round trips of the node that got the most) under KEY.
+declare -A RT_MAX=()
+count() {
+  local key=$1 req=$2 i st
+  redis_request "$req" >/dev/null # warm: scripts loaded, connection open
   redis_snapshot >"$WORK/s0"
   for ((i = 0; i < COUNT_REQS; i++)); do
-    st="$(redis_request "$ck")"
-    [[ $st == 2* ]] || die "counting $ck: status $st"
+    st="$(redis_request "$req")"
+    [[ $st == 2* ]] || die "counting $req: status $st"
   done
   redis_snapshot >"$WORK/s1"
   snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/d"
-  RT[$ck]="$(per @reads)"
-  CMDS[$ck]="$(per @commands)"
-  CMD_MIX[$ck]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
+  RT[$key]="$(per @fg)"
+  CMDS[$key]="$(per @commands)"
+  RT_MAX[$key]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
+    $1 ~ /^@fg:/ { v = ($2 - c[$1]) / n; if (v > m) m = v } END { printf "%.1f", m }' "$WORK/cal" "$WORK/d")"
+  CMD_MIX[$key]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
     $1 !~ /^@/ { v = ($2 - c[$1]) / n; if (v > 0) { printf "%s%s %g", sep, toupper($1), v; sep = ", " } }' \
     "$WORK/cal" "$WORK/d")"
+}
+
+log "counting Redis commands per request ($COUNT_REQS requests each)"
+calibrate
+for ck in "${COUNT_KEYS[@]}"; do
+  count "$ck" "$ck"
   # MONITOR one request: client commands vs commands run inside Lua scripts.
   rcli MONITOR >"$WORK/monitor-$ck" 2>/dev/null &
   mon=$!
@@ -642,6 +742,286 @@ for ck in "${COUNT_KEYS[@]}"; do
   LUA_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* lua\]' "$WORK/monitor-$ck" || true)"
   CLIENT_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* 127\.' "$WORK/monitor-$ck" || true)"
 done
+
+# ---------------------------------------------------------------------------------------------
+# Bounded work at scale: SLOWLOG
+# ---------------------------------------------------------------------------------------------
+# Three writes whose cost could grow with the data behind them, each on the direct replica with
+# Redis logging every command slower than 1 ms (slowlog-log-slower-than 1000, SLOWLOG RESET just
+# before the write): publishing by an author with FOLLOWERS followers (fan-out included, until
+# the job stream is empty), deleting an article with COMMENTS comments, following an author with
+# PROLIFIC articles.
+if ((QUICK)); then
+  FOLLOWERS=10000 COMMENTS=1000 PROLIFIC=1000 DELIVER_N=50 DELIVER_FOLLOWERS=2000
+else
+  FOLLOWERS=100000 COMMENTS=10000 PROLIFIC=10000 DELIVER_N=200 DELIVER_FOLLOWERS=10000
+fi
+FANOUT_INLINE=100 # CONDUIT_FANOUT_INLINE, left at its default on every replica
+
+# add_followers USERNAME N FIRST_ID: N follower ids FIRST_ID.. written straight into the user's
+# followers set (SADD, 1000 ids a command). Only the fan-out reads the set; the ids need no user.
+add_followers() {
+  local id
+  id="$(user_id "$1")"
+  awk -v key="conduit:{u:$id}:followers" -v n="$2" -v first="$3" 'BEGIN {
+    for (i = 0; i < n; i += 1000) {
+      line = "SADD " key
+      for (j = i; j < i + 1000 && j < n; j++) line = line " " (first + j)
+      print line
+    } }' | kcli >/dev/null
+  kcli SCARD "conduit:{u:$id}:followers"
+}
+# slowlog_reset: every slower-than-1-ms command logged from here on, on every node of SLOW_PORTS.
+slowlog_reset() {
+  local p
+  for p in "${SLOW_PORTS[@]}"; do
+    redis-cli -h 127.0.0.1 -p "$p" CONFIG SET slowlog-log-slower-than 1000 >/dev/null
+    redis-cli -h 127.0.0.1 -p "$p" SLOWLOG RESET >/dev/null
+  done
+}
+# slowlog_read KEY: SLOW_LEN[KEY] (entries over every node) and SLOW_TOP[KEY] (the 3 slowest).
+declare -A SLOW_LEN=() SLOW_TOP=()
+slowlog_read() {
+  local p
+  for p in "${SLOW_PORTS[@]}"; do
+    redis-cli -h 127.0.0.1 -p "$p" --json SLOWLOG GET 128
+  done | jq -s 'add' >"$WORK/slowlog-$1.json"
+  SLOW_LEN[$1]="$(jq 'length' "$WORK/slowlog-$1.json")"
+  SLOW_TOP[$1]="$(jq -r 'sort_by(-.[2]) | .[:3] | map("\(.[2]) µs `\(.[3][:5] | join(" "))`") | join("; ")' "$WORK/slowlog-$1.json")"
+  [[ -n ${SLOW_TOP[$1]} ]] || SLOW_TOP[$1]="-"
+}
+# fanout_drained: waits until the fan-out job stream is empty (a job deletes itself once done
+# and its next batch is queued); fails after 300 s.
+fanout_drained() {
+  local limit=$((SECONDS + 300)) n
+  while ((SECONDS < limit)); do
+    n="$(kcli XLEN 'conduit:{fanout}:jobs')"
+    [[ $n == 0 ]] && return 0
+    nap 0.05
+  done
+  return 1
+}
+now_us() { echo "${EPOCHREALTIME/./}"; }
+ms_since() { awk -v d=$(($(now_us) - $1)) 'BEGIN { printf "%.0f", d / 1000 }'; }
+post_article() { # TOKEN TITLE -> the new article's slug
+  curl -sf -X POST -H "Authorization: Token $1" -H 'Content-Type: application/json' \
+    -d "{\"article\":{\"title\":\"$2\",\"description\":\"bounded work\",\"body\":\"One article.\",\"tagList\":[\"scale\"]}}" \
+    "$API/api/articles" | jq -r .article.slug
+}
+article_id() { kcli HGET "conduit:{slug:$1}:claim" owner; }
+
+declare -A SLOW_MS=() SLOW_NOTE=()
+# bounded_work SUFFIX: the three writes on $API, SLOWLOG on every node of SLOW_PORTS; results
+# under publish/delete/follow + SUFFIX.
+SLOW_PORTS=("$REDIS_PORT")
+bounded_work() {
+  local sx=$1 have slug t0 fanout_ms aid sampled wrk_pid comments_secs n_comments st left
+  local prolific_secs n_prolific in_feed
+  log "bounded work: publishing to $FOLLOWERS followers"
+  CELEB_TOKEN="$(register celebrity)"
+  [[ -n $CELEB_TOKEN && $CELEB_TOKEN != null ]] || die "registering celebrity failed"
+  have="$(add_followers celebrity "$FOLLOWERS" 1000000000)"
+  ((have == FOLLOWERS)) || die "celebrity has $have followers, expected $FOLLOWERS"
+  fanout_drained || die "the fan-out stream did not drain"
+  slowlog_reset
+  t0="$(now_us)"
+  slug="$(post_article "$CELEB_TOKEN" "To $FOLLOWERS followers")"
+  SLOW_MS[publish$sx]="$(ms_since "$t0")"
+  [[ -n $slug && $slug != null ]] || die "publishing by celebrity failed"
+  fanout_drained || die "the fan-out to $FOLLOWERS feeds did not finish in 300 s"
+  fanout_ms="$(ms_since "$t0")"
+  slowlog_read "publish$sx"
+  aid="$(article_id "$slug")"
+  # A sample of 100 followers spread over the set: how many feeds hold the article.
+  sampled="$(awk -v n="$FOLLOWERS" -v a="$aid" 'BEGIN { for (i = 0; i < 100; i++)
+    printf "ZSCORE conduit:{u:%d}:feed %s\n", 1000000000 + int(i * n / 100), a }' | kcli | grep -c '^[0-9]' || true)"
+  SLOW_NOTE[publish$sx]="followers written with SADD into \`conduit:{u:<id>}:followers\` (ids without users; the fan-out needs nothing else); request ${SLOW_MS[publish$sx]} ms, fan-out to every feed done ${fanout_ms} ms after the request was sent; $sampled of 100 sampled feeds hold the article"
+
+  log "bounded work: deleting an article with $COMMENTS comments"
+  AUTHOR1_TOKEN="$(head -1 "$WORK/tokens")"
+  slug="$(post_article "$AUTHOR1_TOKEN" "Commented $COMMENTS times")"
+  [[ -n $slug && $slug != null ]] || die "publishing by author1 failed"
+  aid="$(article_id "$slug")"
+  t0=$SECONDS
+  env BENCH_MODE=comment "BENCH_TOKEN=$READER_TOKEN" "BENCH_SLUG=$slug" BENCH_RUN=slowc \
+    wrk -t1 -c16 -d600s --timeout 10s -s "$LUA" "$API/api/articles/$slug/comments" >"$WORK/comments.out" &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid")
+  while (($(kcli ZCARD "conduit:{a:$aid}:comment_ids") < COMMENTS)); do
+    kill -0 "$wrk_pid" 2>/dev/null || die "commenting stopped: $(cat "$WORK/comments.out")"
+    ((SECONDS - t0 < 300)) || die "$COMMENTS comments not written in 300 s"
+    nap 0.2
+  done
+  kill -INT "$wrk_pid" 2>/dev/null || true
+  wait "$wrk_pid" 2>/dev/null || true
+  comments_secs=$((SECONDS - t0))
+  n_comments="$(kcli ZCARD "conduit:{a:$aid}:comment_ids")"
+  fanout_drained || die "the fan-out stream did not drain"
+  slowlog_reset
+  t0="$(now_us)"
+  st="$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Token $AUTHOR1_TOKEN" "$API/api/articles/$slug")"
+  SLOW_MS[delete$sx]="$(ms_since "$t0")"
+  [[ $st == 2* ]] || die "deleting the commented article: status $st"
+  fanout_drained || die "the fan-out stream did not drain"
+  slowlog_read "delete$sx"
+  left="$(kcli EXISTS "conduit:{a:$aid}:comments" "conduit:{a:$aid}:comment_ids" "conduit:{a:$aid}:article")"
+  SLOW_NOTE[delete$sx]="$n_comments comments POSTed through the API (wrk, ${comments_secs} s); request ${SLOW_MS[delete$sx]} ms; article keys left: $left"
+
+  log "bounded work: following an author with $PROLIFIC articles"
+  PROLIFIC_TOKEN="$(register prolific)"
+  [[ -n $PROLIFIC_TOKEN && $PROLIFIC_TOKEN != null ]] || die "registering prolific failed"
+  echo "$PROLIFIC_TOKEN" >"$WORK/tokens-prolific"
+  t0=$SECONDS
+  seed_articles "$(($(article_count) + PROLIFIC))" p "$WORK/tokens-prolific"
+  prolific_secs=$((SECONDS - t0))
+  n_prolific="$(kcli ZCARD "conduit:{u:$(user_id prolific)}:articles")"
+  ((n_prolific >= PROLIFIC)) || die "prolific wrote $n_prolific articles, expected $PROLIFIC"
+  NEWREADER_TOKEN="$(register newreader)"
+  [[ -n $NEWREADER_TOKEN && $NEWREADER_TOKEN != null ]] || die "registering newreader failed"
+  fanout_drained || die "the fan-out stream did not drain"
+  slowlog_reset
+  t0="$(now_us)"
+  follow "$NEWREADER_TOKEN" prolific || die "following prolific failed"
+  SLOW_MS[follow$sx]="$(ms_since "$t0")"
+  slowlog_read "follow$sx"
+  in_feed="$(curl -sf -H "Authorization: Token $NEWREADER_TOKEN" "$API/api/articles/feed?limit=1" | jq .articlesCount)"
+  SLOW_NOTE[follow$sx]="$n_prolific articles POSTed through the API (wrk, ${prolific_secs} s); request ${SLOW_MS[follow$sx]} ms; the follower's feed then holds $in_feed articles"
+}
+bounded_work ""
+
+# ---------------------------------------------------------------------------------------------
+# Feed delivery under read load
+# ---------------------------------------------------------------------------------------------
+# An author with DELIVER_FOLLOWERS followers (one of them a registered user, the rest written
+# with SADD as above) publishes DELIVER_N articles one after the other on the direct replica,
+# while wrk reads GET /api/articles?limit=20 from it; each time, the follower's
+# GET /api/articles/feed?limit=1 is polled until it shows the new article.
+log "feed delivery: $DELIVER_N articles to $DELIVER_FOLLOWERS followers under read load"
+POPULAR_TOKEN="$(register popular)"
+FAN_TOKEN="$(register fan)"
+[[ -n $POPULAR_TOKEN && $POPULAR_TOKEN != null && -n $FAN_TOKEN && $FAN_TOKEN != null ]] ||
+  die "registering popular and fan failed"
+follow "$FAN_TOKEN" popular || die "fan could not follow popular"
+have="$(add_followers popular $((DELIVER_FOLLOWERS - 1)) 2000000000)"
+((have == DELIVER_FOLLOWERS)) || die "popular has $have followers, expected $DELIVER_FOLLOWERS"
+fanout_drained || die "the fan-out stream did not drain"
+env BENCH_MODE=get "BENCH_TOKEN=$READER_TOKEN" BENCH_RUN=deliver \
+  wrk -t1 -c"$CONNS" -d600s --timeout 5s -s "$LUA" "$API/api/articles?limit=20" >"$WORK/deliver-load.out" &
+load_pid=$!
+PIDS+=("$load_pid")
+nap 1
+: >"$WORK/delivery"
+deliver_lost=0
+for ((n = 1; n <= DELIVER_N; n++)); do
+  t0="$(now_us)"
+  slug="$(post_article "$POPULAR_TOKEN" "Delivered $n")"
+  [[ -n $slug && $slug != null ]] || die "publishing by popular failed"
+  until [[ "$(curl -sf -H "Authorization: Token $FAN_TOKEN" "$API/api/articles/feed?limit=1" | jq -r '.articles[0].slug')" == "$slug" ]]; do
+    if (($(now_us) - t0 > 30000000)); then
+      deliver_lost=$((deliver_lost + 1))
+      break
+    fi
+    nap 0.005
+  done
+  ms_since "$t0" >>"$WORK/delivery"
+  echo >>"$WORK/delivery"
+done
+kill -INT "$load_pid" 2>/dev/null || true
+wait "$load_pid" 2>/dev/null || true
+deliver_load_rps="$(sed -nE 's/^BENCH_RESULT .* rps=([0-9.]+) .*/\1/p' "$WORK/deliver-load.out")"
+read -r DELIVER_P50 DELIVER_P99 DELIVER_MAX < <(sort -n "$WORK/delivery" | awk '{ a[NR] = $1 }
+  END { i50 = int(NR * 0.5 + 0.5); i99 = int(NR * 0.99 + 0.5); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
+        print a[i50], a[i99], a[NR] }')
+fanout_drained || log "the fan-out stream had not drained 300 s after the last delivery"
+
+# ---------------------------------------------------------------------------------------------
+# Redis Cluster
+# ---------------------------------------------------------------------------------------------
+# The same data set seeded through the API into a local 3-primary, 3-replica Redis Cluster
+# (scripts/lib/redis-cluster.sh), served by one replica in cluster mode (REDIS_CLUSTER_URLS, 2
+# workers, CONDUIT_REDIS_MIN_REPLICAS at its cluster default of 1); the same rows and counts,
+# summed over the primaries, and how keys and commands split over them.
+log "Redis Cluster: 3 primaries with a replica each"
+redis_cluster_start "$WORK/cluster" || die "the Redis Cluster did not start"
+mapfile -t PRIMARIES < <(redis_cluster_primaries)
+((${#PRIMARIES[@]} == 3)) || die "expected 3 primaries in the cluster, found ${#PRIMARIES[@]}"
+mapfile -t CLUSTER_PIDS < <(redis_cluster_pids)
+((${#CLUSTER_PIDS[@]} == 6)) || die "expected 6 cluster nodes, found ${#CLUSTER_PIDS[@]}"
+start_replica cluster 2 REDIS_CLUSTER_URLS="$REDIS_CLUSTER_URLS"
+wait_ready "${PORT_OF[cluster]}"
+curl -sf "http://127.0.0.1:${PORT_OF[cluster]}/readyz" | grep -q '"cluster"' ||
+  die "the cluster replica does not report cluster mode: $(curl -s "http://127.0.0.1:${PORT_OF[cluster]}/readyz")"
+SINGLE_API=$API SINGLE_READER_TOKEN=$READER_TOKEN SINGLE_REGISTER_SECS=$register_secs
+API="http://127.0.0.1:${PORT_OF[cluster]}"
+KCLI_PORT=${PRIMARIES[0]}
+SNAP_PORTS=("${PRIMARIES[@]}")
+redis_snapshot >"$WORK/c-seed0"
+t0=$SECONDS
+seed_users
+cluster_register_secs=$register_secs
+register_secs=$SINGLE_REGISTER_SECS
+seed_articles "$LARGE" c
+n_cluster="$(article_count)"
+((n_cluster == LARGE)) || die "expected $LARGE articles in the cluster, it holds $n_cluster"
+cluster_seed_secs=$((SECONDS - t0))
+redis_snapshot >"$WORK/c-seed1"
+snapshot_delta "$WORK/c-seed0" "$WORK/c-seed1" >"$WORK/c-seed"
+declare -A C_KEYS=() C_SEED_CMDS=() C_ROW_CMDS=() C_SLOTS=()
+C_KEYS_TOTAL=0 C_SEED_TOTAL=0
+for p in "${PRIMARIES[@]}"; do
+  C_KEYS[$p]="$(redis-cli -h 127.0.0.1 -p "$p" DBSIZE)"
+  C_KEYS_TOTAL=$((C_KEYS_TOTAL + C_KEYS[$p]))
+  C_SEED_CMDS[$p]="$(awk -v k="@commands:$p" '$1 == k { print $2 }' "$WORK/c-seed")"
+  C_SEED_TOTAL=$((C_SEED_TOTAL + C_SEED_CMDS[$p]))
+  C_SLOTS[$p]="$(redis-cli -h 127.0.0.1 -p "$p" CLUSTER NODES | awk '$3 ~ /myself/ {
+    n = 0; for (i = 9; i <= NF; i++) { split($i, r, "-"); n += (r[2] == "" ? 1 : r[2] - r[1] + 1) } print n }')"
+done
+
+APP_PIDS=("${PID_OF[cluster]}")
+REDIS_PIDS=("${CLUSTER_PIDS[@]}")
+c_env=(BENCH_MODE=get "BENCH_TOKEN=$READER_TOKEN")
+redis_snapshot >"$WORK/c-rows0"
+# Each cluster row right after the same row on the single Redis (the direct replica, its reader),
+# so both see the same machine.
+declare -A C_PATH=([user]='/api/user' [list]='/api/articles?limit=20' [feed]='/api/articles/feed')
+for ((r = 1; r <= ROUNDS; r++)); do
+  for ck in user list feed; do
+    APP_PIDS=("${PID_OF[direct]}")
+    REDIS_PIDS=("$REDIS_PID")
+    measure "s-$ck#$r" "$SINGLE_API${C_PATH[$ck]}" BENCH_MODE=get "BENCH_TOKEN=$SINGLE_READER_TOKEN"
+    APP_PIDS=("${PID_OF[cluster]}")
+    REDIS_PIDS=("${CLUSTER_PIDS[@]}")
+    measure "c-$ck#$r" "$API${C_PATH[$ck]}" "${c_env[@]}"
+  done
+done
+for ck in user list feed; do
+  keep_best "s-$ck"
+  keep_best "c-$ck"
+done
+redis_snapshot >"$WORK/c-rows1"
+snapshot_delta "$WORK/c-rows0" "$WORK/c-rows1" >"$WORK/c-rows"
+C_ROW_TOTAL=0
+for p in "${PRIMARIES[@]}"; do
+  C_ROW_CMDS[$p]="$(awk -v k="@commands:$p" '$1 == k { print $2 }' "$WORK/c-rows")"
+  C_ROW_TOTAL=$((C_ROW_TOTAL + ${C_ROW_CMDS[$p]:-0}))
+done
+
+log "counting Redis commands per request in the cluster ($COUNT_REQS requests each)"
+calibrate
+for ck in user list feed; do
+  count "c-$ck" "$ck"
+done
+
+SLOW_PORTS=("${REDIS_CLUSTER_PORTS[@]}")
+bounded_work -cluster
+SLOW_PORTS=("$REDIS_PORT")
+
+stop_pid "${PID_OF[cluster]}"
+redis_cluster_stop
+API=$SINGLE_API READER_TOKEN=$SINGLE_READER_TOKEN KCLI_PORT=$REDIS_PORT
+SNAP_PORTS=("$REDIS_PORT")
+REDIS_PIDS=("$REDIS_PID")
+APP_PIDS=("${PID_OF[direct]}")
 
 # ---------------------------------------------------------------------------------------------
 # Memory
@@ -706,6 +1086,11 @@ fi
 # ---------------------------------------------------------------------------------------------
 log "redis-benchmark ceiling ($RB_N requests per command)"
 declare -a RB_ROWS=()
+# The rows name real keys of the seeded data set: each must exist.
+for key in "conduit:{a:$((LARGE / 2))}:article" 'conduit:{u:2}:user' 'conduit:{u:1}:following' \
+  'conduit:{all:0}:articles'; do
+  [[ "$(rcli EXISTS "$key")" == 1 ]] || die "redis-benchmark row key $key does not exist in the seeded data set"
+done
 rb() { # label args...
   local label=$1 out rps p50
   shift
@@ -836,7 +1221,10 @@ report="$WORK/report.md"
   echo "Counted by Redis itself: \`INFO commandstats\` and \`total_commands_processed\` deltas over"
   echo "$COUNT_REQS requests each (after one warm-up request), minus the cost of the \`INFO\` call."
   echo "Round trips are \`total_reads_processed\` deltas: Redis handles one read event per"
-  echo "pipeline or script call a client sends and waits for. The client/Lua split comes from"
+  echo "pipeline or script call a client sends and waits for; the commands no request sends, each"
+  echo "a read of its own (the fan-out workers' \`XREADGROUP\`/\`XAUTOCLAIM\` polling, \`REPLCONF\` from"
+  echo "Redis replicas, \`CLUSTER\` slot map refreshes), are taken off the round trips and still shown"
+  echo "among the commands. The client/Lua split comes from"
   echo "\`redis-cli MONITOR\` during one more request (commands run inside \`EVALSHA\` show as \`lua\`)."
   echo
   echo "| request | round trips | limit | commands (all) | sent by the API | run in Lua | commands per request |"
@@ -877,6 +1265,117 @@ report="$WORK/report.md"
     r="$(ratio "${RPS[growth-$g-large]}" "${RPS[growth-$g-small]}")"
     echo "| \`$name\` | $r | $(verdict "$r" ">=" 0.8) |"
   done
+  echo
+  echo "## Redis Cluster: the same rows on 3 primaries"
+  echo
+  echo "A local Redis Cluster (3 primaries, 1 replica each, \`scripts/lib/redis-cluster.sh\`), one"
+  echo "replica in cluster mode (\`REDIS_CLUSTER_URLS\`, 2 workers, every write waits for 1 Redis"
+  echo "replica: \`CONDUIT_REDIS_MIN_REPLICAS\` at its cluster default), the same data set seeded"
+  echo "through the API ($AUTHORS registrations in ${cluster_register_secs} s, $LARGE articles; ${cluster_seed_secs} s in all)."
+  echo "Single-Redis req/s: the direct replica above (1 replica, 2 workers) measured again just"
+  echo "before each cluster row (rounds alternate). Redis CPU: the six nodes."
+  echo
+  echo "| request | single Redis req/s | cluster req/s | rounds | cluster p50 ms | p99 ms | failed | API CPU µs/req | Redis CPU µs/req | cluster / single | target |"
+  echo "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"
+  for ck in user list feed; do
+    case $ck in
+      user) name='GET /api/user' ;;
+      list) name='GET /api/articles?limit=20' ;;
+      feed) name='GET /api/articles/feed' ;;
+    esac
+    single="s-$ck"
+    k="c-$ck"
+    r="$(ratio "${RPS[$k]}" "${RPS[$single]}")"
+    target="-"
+    [[ $ck != feed ]] && target=">= 0.8: $(verdict "$r" ">=" 0.8)"
+    echo "| \`$name\` | $(fmt_rps "${RPS[$single]}") | $(fmt_rps "${RPS[$k]}") | ${ALL_ROUNDS[$k]} | ${P50[$k]} | ${P99[$k]} | ${ERRS[$k]} | ${CPU_APP[$k]} | ${CPU_REDIS[$k]} | $r | $target |"
+  done
+  echo
+  echo "Round trips and commands per request, counted as on the single Redis (\`total_reads_processed\`,"
+  echo "\`total_commands_processed\` and \`INFO commandstats\` deltas over $COUNT_REQS requests), summed over the"
+  echo "three primaries. A wave sends its calls to the primaries holding their slots at once, so the"
+  echo "sum counts one round trip per primary a wave reached; the busiest primary's count is the"
+  echo "waves that reached it (when a wave's calls to one primary arrive in one read) and is checked"
+  echo "against the waves of docs/DATA_MODEL.md."
+  echo
+  echo "| request | single Redis round trips | cluster round trips (sum) | busiest primary | waves | single Redis commands | cluster commands | cluster commands per request |"
+  echo "|---|---:|---:|---:|---|---:|---:|---|"
+  for ck in user list feed; do
+    case $ck in
+      user) lim=1 name='GET /api/user' ;;
+      list) lim=3 name='GET /api/articles?limit=20' ;;
+      feed) lim=3 name='GET /api/articles/feed' ;;
+    esac
+    echo "| \`$name\` | ${RT[$ck]} | ${RT[c-$ck]} | ${RT_MAX[c-$ck]} | <= $lim: $(verdict "${RT_MAX[c-$ck]}" "<=" "$lim") | ${CMDS[$ck]} | ${CMDS[c-$ck]} | ${CMD_MIX[c-$ck]:--} |"
+  done
+  echo
+  echo "How the data set and the work split over the primaries: keys (\`DBSIZE\`) after seeding,"
+  echo "commands (\`total_commands_processed\` deltas) while seeding through the API and during the"
+  echo "three rows above (one reader: \`GET /api/user\` reads one user's slot, so the rows' split"
+  echo "follows the reader and has no target). Target: every primary holds 20-45 % of the keys and"
+  echo "takes 20-45 % of the seeding commands."
+  echo
+  echo "| primary | slots | keys | share | target | commands while seeding | share | target | commands during the rows | share |"
+  echo "|---|---:|---:|---:|---|---:|---:|---|---:|---:|"
+  for p in "${PRIMARIES[@]}"; do
+    ks="$(pct "${C_KEYS[$p]}" "$C_KEYS_TOTAL")"
+    cs="$(pct "${C_SEED_CMDS[$p]}" "$C_SEED_TOTAL")"
+    echo "| 127.0.0.1:$p | ${C_SLOTS[$p]} | ${C_KEYS[$p]} | $ks % | $(in_range "$ks" 20 45) | ${C_SEED_CMDS[$p]} | $cs % | $(in_range "$cs" 20 45) | ${C_ROW_CMDS[$p]:-0} | $(pct "${C_ROW_CMDS[$p]:-0}" "$C_ROW_TOTAL") % |"
+  done
+  echo
+  echo "## GET /api/user during a login flood"
+  echo
+  echo "One replica with 2 workers and failed-login limits out of reach (every login of the flood"
+  echo "is checked against the account's argon2 hash, as in a flood from more addresses than the"
+  echo "limits cover); \`GET /api/user\` alone on it, then while wrk (1 thread, $FLOOD_CONNS connections)"
+  echo "sends logins with wrong passwords for the $AUTHORS authors' accounts to the same replica."
+  echo
+  echo "| request | login flood | req/s | rounds | p50 ms | p99 ms | failed | API CPU µs/req |"
+  echo "|---|---|---:|---|---:|---:|---:|---:|"
+  echo "| \`GET /api/user\` | none | $(fmt_rps "${RPS[flood-alone]}") | ${ALL_ROUNDS[flood-alone]} | ${P50[flood-alone]} | ${P99[flood-alone]} | ${ERRS[flood-alone]} | ${CPU_APP[flood-alone]} |"
+  echo "| \`GET /api/user\` | running | $(fmt_rps "${RPS[flood-under]}") | ${ALL_ROUNDS[flood-under]} | ${P50[flood-under]} | ${P99[flood-under]} | ${ERRS[flood-under]} | ${CPU_APP[flood-under]} |"
+  echo
+  echo "| flood round | logins/s | wrong password (401/422) | refused by the limit (429) | shed (503) |"
+  echo "|---|---:|---:|---:|---:|"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    echo "| $r | $(fmt_rps "${FLOOD[rps#$r]}") | ${FLOOD[rejected#$r]} | ${FLOOD[limited#$r]} | ${FLOOD[shed#$r]} |"
+  done
+  r="$(ratio "${RPS[flood-under]}" "${RPS[flood-alone]}")"
+  echo
+  echo "Target: \`GET /api/user\` during the flood >= 0.5 of alone. Ratio **$r**: $(verdict "$r" ">=" 0.5)."
+  echo
+  echo "## Bounded work at scale: SLOWLOG"
+  echo
+  echo "Sizes ($MODE mode): $FOLLOWERS followers, $COMMENTS comments, $PROLIFIC articles. Each write"
+  echo "on the direct replica (single Redis), then again on the cluster replica (every node of the"
+  echo "cluster), with \`CONFIG SET slowlog-log-slower-than 1000\` and \`SLOWLOG RESET\` on every"
+  echo "node just before it; the log is read once the fan-out job stream is empty"
+  echo "(\`CONDUIT_FANOUT_INLINE\` at its default, $FANOUT_INLINE followers in the request, then jobs of 200)."
+  echo "SLOWLOG times are wall-clock time inside Redis: on a machine whose cores are busy, a command"
+  echo "Redis was descheduled during shows up too; the command and its key tell whether the cost"
+  echo "grew with the data (a whole-set or whole-history read would) or not."
+  echo
+  echo "| write | Redis | data behind it | SLOWLOG entries (> 1 ms) | target | slowest entries | how it was seeded and checked |"
+  echo "|---|---|---|---:|---|---|---|"
+  for sx in "" -cluster; do
+    where="single"
+    [[ $sx == -cluster ]] && where="cluster (all 6 nodes)"
+    echo "| \`POST /api/articles\` (fan-out included) | $where | author with $FOLLOWERS followers | ${SLOW_LEN[publish$sx]} | 0: $(verdict "${SLOW_LEN[publish$sx]}" "<=" 0) | ${SLOW_TOP[publish$sx]} | ${SLOW_NOTE[publish$sx]} |"
+    echo "| \`DELETE /api/articles/:slug\` | $where | article with $COMMENTS comments | ${SLOW_LEN[delete$sx]} | 0: $(verdict "${SLOW_LEN[delete$sx]}" "<=" 0) | ${SLOW_TOP[delete$sx]} | ${SLOW_NOTE[delete$sx]} |"
+    echo "| \`POST /api/profiles/:username/follow\` | $where | author with $PROLIFIC articles | ${SLOW_LEN[follow$sx]} | 0: $(verdict "${SLOW_LEN[follow$sx]}" "<=" 0) | ${SLOW_TOP[follow$sx]} | ${SLOW_NOTE[follow$sx]} |"
+  done
+  echo
+  echo "## Feed delivery under read load"
+  echo
+  echo "An author with $DELIVER_FOLLOWERS followers (1 registered user following through the API, $((DELIVER_FOLLOWERS - 1))"
+  echo "ids written with SADD) publishes $DELIVER_N articles one after the other on the direct replica while"
+  echo "wrk reads \`GET /api/articles?limit=20\` from it ($CONNS connections, $(fmt_rps "${deliver_load_rps:-0}") req/s meanwhile);"
+  echo "after each, the follower's \`GET /api/articles/feed?limit=1\` is polled until it shows the new"
+  echo "article. Time from sending the POST to the article in the feed:"
+  echo
+  echo "| articles | p50 ms | p99 ms | max ms | not delivered in 30 s | target p99 < 1000 ms |"
+  echo "|---:|---:|---:|---:|---:|---|"
+  echo "| $DELIVER_N | $DELIVER_P50 | $DELIVER_P99 | $DELIVER_MAX | $deliver_lost | $(verdict "$DELIVER_P99" "<=" 999) |"
   echo
   echo "## Memory (VmRSS from /proc/<pid>/status)"
   echo

@@ -42,6 +42,8 @@ done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=scripts/lib/redis-cluster.sh
+. "$root/scripts/lib/redis-cluster.sh"
 log() { echo "[test] $*" >&2; }
 
 for tool in cargo redis-server redis-cli; do
@@ -59,31 +61,13 @@ done
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-# A cluster node also listens on its port + 10000 (the cluster bus): pick a port below 55536
-# whose bus port is free too.
-free_cluster_port() {
-  python3 -c '
-import random, socket
-while True:
-    p = random.randint(20000, 45000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-        print(p); break
-    except OSError:
-        pass
-'
-}
 port="$(free_port)"
 workdir="$(mktemp -d)"
-cluster_ports=()
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$workdir" \
   --daemonize yes --pidfile "$workdir/redis.pid" --logfile "$workdir/redis.log"
 cleanup() {
   redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
-  for p in "${cluster_ports[@]}"; do
-    redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
-  done
+  redis_cluster_stop
   rm -rf "$workdir"
 }
 trap cleanup EXIT
@@ -95,44 +79,9 @@ redis-cli -p "$port" ping >/dev/null || { echo "error: redis-server did not star
 export CONDUIT_TEST_REDIS_URL="redis://127.0.0.1:$port"
 log "redis-server on $CONDUIT_TEST_REDIS_URL"
 
-# Six cluster nodes, each in a directory of its own, formed into 3 primaries with a replica each.
-start_cluster() {
-  local p dir
-  for _ in 1 2 3 4 5 6; do
-    p="$(free_cluster_port)"
-    dir="$workdir/cluster-$p"
-    mkdir -p "$dir"
-    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
-      --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
-      --save '' --appendonly no --dir "$dir" \
-      --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
-    cluster_ports+=("$p")
-  done
-  for p in "${cluster_ports[@]}"; do
-    for _ in $(seq 1 50); do
-      redis-cli -p "$p" ping >/dev/null 2>&1 && break
-      sleep 0.1
-    done
-  done
-  local nodes=()
-  for p in "${cluster_ports[@]}"; do nodes+=("127.0.0.1:$p"); done
-  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$workdir/cluster-create.log" 2>&1 \
-    || { echo "error: redis-cli --cluster create failed" >&2; cat "$workdir/cluster-create.log" >&2; exit 1; }
-  for _ in $(seq 1 100); do
-    if redis-cli -p "${cluster_ports[0]}" cluster info | grep -q '^cluster_state:ok'; then
-      local urls=()
-      for p in "${cluster_ports[@]}"; do urls+=("redis://127.0.0.1:$p"); done
-      CLUSTER_URLS="$(IFS=,; echo "${urls[*]}")"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "error: the test cluster did not reach cluster_state:ok" >&2
-  exit 1
-}
 if [[ $cluster == 1 ]]; then
-  start_cluster
-  log "redis cluster on $CLUSTER_URLS"
+  redis_cluster_start "$workdir" || exit 1
+  log "redis cluster on $REDIS_CLUSTER_URLS"
 fi
 
 if [[ $lint == 1 ]]; then
@@ -154,10 +103,10 @@ fi
 if [[ $cluster == 1 ]]; then
   log "conduit-api integration suite in cluster mode"
   if cargo nextest --version >/dev/null 2>&1; then
-    CONDUIT_TEST_REDIS_CLUSTER_URLS="$CLUSTER_URLS" \
+    CONDUIT_TEST_REDIS_CLUSTER_URLS="$REDIS_CLUSTER_URLS" \
       cargo nextest run -p conduit-api --test api --no-fail-fast "${extra[@]}"
   else
-    CONDUIT_TEST_REDIS_CLUSTER_URLS="$CLUSTER_URLS" \
+    CONDUIT_TEST_REDIS_CLUSTER_URLS="$REDIS_CLUSTER_URLS" \
       cargo test -p conduit-api --test api --no-fail-fast "${extra[@]}"
   fi
 fi

@@ -8,10 +8,13 @@
 --            equal wrk's -t. A connection that would exceed its thread's share sends GET /healthz
 --            instead, so no more than BENCH_TOTAL are written. wrk runs for its whole -d: the
 --            caller counts what Redis holds, stops wrk, and seeds again if anything is missing.
+--   login    POST /api/users/login with a wrong password for author<k>@bench.example, k going
+--            round 1..BENCH_ACCOUNTS: a flood of failed logins. Counts the answers by status
+--            (401/422 wrong password, 429 refused by the failed-login limit, 503 shed).
 --
 -- At the end one machine-readable line is printed:
 --   BENCH_RESULT requests=N duration_us=N rps=F p50_us=N p99_us=N status_errors=N
---                socket_errors=N created=N failed=N
+--                socket_errors=N created=N failed=N rejected=N limited=N shed=N
 
 local mode = os.getenv("BENCH_MODE") or "get"
 local token = os.getenv("BENCH_TOKEN") or ""
@@ -98,10 +101,25 @@ local function comment_request()
   return wrk.format("POST", comment_path, h, comment_body)
 end
 
+local accounts = tonumber(os.getenv("BENCH_ACCOUNTS") or "1")
+rejected = 0
+limited = 0
+shed = 0
+
+local function login_request()
+  issued = issued + 1
+  local k = ((issued * 7 + tid) % accounts) + 1
+  local body = string.format(
+    '{"user":{"email":"author%d@bench.example","password":"wrong-%s-%d-%d"}}', k, run_id, tid, issued)
+  return wrk.format("POST", "/api/users/login", headers, body)
+end
+
 if mode == "seed" then
   request = seed_request
 elseif mode == "comment" then
   request = comment_request
+elseif mode == "login" then
+  request = login_request
 else
   wrk.headers = headers
 end
@@ -113,14 +131,25 @@ function response(status, headers, body)
     elseif status ~= 200 then
       failed = failed + 1
     end
+  elseif mode == "login" then
+    if status == 429 then
+      limited = limited + 1
+    elseif status == 503 then
+      shed = shed + 1
+    elseif status == 401 or status == 422 or status == 403 then
+      rejected = rejected + 1
+    end
   end
 end
 
 function done(summary, latency, requests)
-  local c, f = 0, 0
+  local c, f, rj, li, sh = 0, 0, 0, 0, 0
   for _, thread in ipairs(threads) do
     c = c + (thread:get("created") or 0)
     f = f + (thread:get("failed") or 0)
+    rj = rj + (thread:get("rejected") or 0)
+    li = li + (thread:get("limited") or 0)
+    sh = sh + (thread:get("shed") or 0)
   end
   local e = summary.errors
   local rps = 0
@@ -128,7 +157,7 @@ function done(summary, latency, requests)
     rps = summary.requests / (summary.duration / 1e6)
   end
   io.write(string.format(
-    "BENCH_RESULT requests=%d duration_us=%d rps=%.1f p50_us=%d p99_us=%d status_errors=%d socket_errors=%d created=%d failed=%d\n",
+    "BENCH_RESULT requests=%d duration_us=%d rps=%.1f p50_us=%d p99_us=%d status_errors=%d socket_errors=%d created=%d failed=%d rejected=%d limited=%d shed=%d\n",
     summary.requests, summary.duration, rps, latency:percentile(50), latency:percentile(99),
-    e.status, e.connect + e.read + e.write + e.timeout, c, f))
+    e.status, e.connect + e.read + e.write + e.timeout, c, f, rj, li, sh))
 end
