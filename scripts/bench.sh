@@ -34,7 +34,6 @@ feed delivery time, and cluster rows next to the single-Redis ones.
 
 Environment:
   CARGO_TARGET_DIR   where cargo builds (default: <repo>/target)
-  BENCH_PORT_BASE    first loopback port to try (default 23400)
   BENCH_DURATION     seconds per measured row (default 10, --quick 2)
 
 Needs: cargo, wrk, redis-server, redis-cli, redis-benchmark, nginx, curl, jq, awk (podman
@@ -71,20 +70,11 @@ while (($#)); do
   shift
 done
 
-log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SCRIPT_NAME=bench
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 
-for tool in cargo wrk redis-server redis-cli redis-benchmark nginx curl jq awk; do
-  command -v "$tool" >/dev/null 2>&1 && continue
-  case "$tool" in
-    cargo) die "cargo not found (install a Rust toolchain with rustup)" ;;
-    redis-cli | redis-benchmark) package=redis-tools ;;
-    nginx) package=nginx-light ;;
-    awk) package=gawk ;;
-    *) package=$tool ;;
-  esac
-  die "$tool not found (apt-get install -y --no-install-recommends $package)"
-done
+need cargo wrk redis-server redis-cli redis-benchmark nginx curl jq awk
 # SLOWLOG is read with redis-cli --json (Redis 7).
 redis_major="$(redis-cli -v | sed -nE 's/^redis-cli ([0-9]+)\..*/\1/p')"
 ((${redis_major:-0} >= 7)) || die "redis-cli $(redis-cli -v) is too old: 7 or newer needed (redis-tools from Debian 12 or later)"
@@ -140,18 +130,6 @@ mkfifo "$WORK/nap"
 exec {NAP_FD}<>"$WORK/nap"
 nap() { read -r -t "$1" -u "$NAP_FD" _ || true; }
 
-# free_port VAR: sets VAR to a port on 127.0.0.1 nobody listens on, never one handed out before
-# (no subshell, so the counter moves on even before the new server listens).
-next_port=${BENCH_PORT_BASE:-23400}
-free_port() {
-  local p=$next_port
-  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
-    p=$((p + 1))
-  done
-  next_port=$((p + 1))
-  printf -v "$1" '%s' "$p"
-}
-
 # HTTP/1.0 GET without a fork; succeeds on a 200.
 probe() {
   local port=$1 path=$2 line="" fd
@@ -205,7 +183,7 @@ start_replica() {
     CONDUIT_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
     CONDUIT_JWT_KEYS_FILE="$WORK/jwt-keys" CONDUIT_REPLICA_ID="$name" \
     CONDUIT_WORKERS="$workers" CONDUIT_DRAIN_SECONDS=0 OTEL_SDK_DISABLED=true \
-    CONDUIT_REGISTRATIONS_PER_ADDRESS=0 \
+    CONDUIT_REGISTRATIONS_PER_ADDRESS=0 CONDUIT_IDEMPOTENCY_RECORDS_PER_USER=0 \
     "$@" "$BIN/conduit-api" >>"$WORK/$name.log" 2>&1 &
   PID_OF[$name]=$!
   PORT_OF[$name]=$port

@@ -42,26 +42,14 @@ done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+SCRIPT_NAME="test"
+# shellcheck source=scripts/lib/common.sh
+. "$root/scripts/lib/common.sh"
 # shellcheck source=scripts/lib/redis-cluster.sh
 . "$root/scripts/lib/redis-cluster.sh"
-log() { echo "[test] $*" >&2; }
 
-for tool in cargo redis-server redis-cli; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    case "$tool" in
-      cargo) hint="install a Rust toolchain with rustup" ;;
-      redis-server) hint="apt-get install -y --no-install-recommends redis-server" ;;
-      redis-cli) hint="apt-get install -y --no-install-recommends redis-tools" ;;
-    esac
-    echo "error: '$tool' is not installed ($hint)" >&2
-    exit 1
-  fi
-done
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-port="$(free_port)"
+need cargo redis-server redis-cli
+free_port port
 workdir="$(mktemp -d)"
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$workdir" \
   --daemonize yes --pidfile "$workdir/redis.pid" --logfile "$workdir/redis.log"
@@ -75,7 +63,7 @@ for _ in $(seq 1 50); do
   redis-cli -p "$port" ping >/dev/null 2>&1 && break
   sleep 0.1
 done
-redis-cli -p "$port" ping >/dev/null || { echo "error: redis-server did not start" >&2; cat "$workdir/redis.log" >&2; exit 1; }
+redis-cli -p "$port" ping >/dev/null || { cat "$workdir/redis.log" >&2; die "redis-server did not start"; }
 export CONDUIT_TEST_REDIS_URL="redis://127.0.0.1:$port"
 log "redis-server on $CONDUIT_TEST_REDIS_URL"
 
