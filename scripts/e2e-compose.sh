@@ -433,7 +433,65 @@ PY
 fi
 
 # --- single Redis: scale the API, kill a replica, restart Redis ----------------------------------
+# --- the largest legal pages, 50 at once, under the replicas' memory limit --------------------------
+largest_pages_phase() {
+    local limit token slug i path ok c state bad=() pids=()
+    limit=$(podman inspect --format '{{.HostConfig.Memory}}' "$(container api)")
+    check "replicas run under a memory limit" "$((limit / 1048576)) MiB (compose.yaml, as in k8s)" \
+        test "$limit" -gt 0 -a "$limit" -le $((256 * 1048576))
+    # One author, every field at its longest in 4-byte characters: 100 articles (a full list
+    # page) and 60 comments of 10 000 characters on one of them (a page asking for 500 stops
+    # at about 1 MiB).
+    python3 - "$TMP/big" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+w = "\U0001F600"
+json.dump({"user": {"bio": w * 1000, "image": "https://" + "i" * 2040}}, open(f"{d}/profile.json", "w"))
+tags = ["%02d" % i + w * 38 for i in range(20)]
+for i in range(100):
+    article = {"title": "%03d" % i + w * 197, "description": w * 1000, "body": "b", "tagList": tags}
+    json.dump({"article": article}, open(f"{d}/article-{i}.json", "w"))
+json.dump({"comment": {"body": w * 10000}}, open(f"{d}/comment.json", "w"))
+PY
+    api POST /api/users "{\"user\":{\"username\":\"big$$\",\"email\":\"big$$@example.com\",\"password\":\"$PASSWORD\"}}"
+    [[ $STATUS == 201 ]] || { record "largest pages: data set" FAIL "register: $STATUS"; return; }
+    token=$(json 'd["user"]["token"]')
+    api PUT /api/user "@$TMP/big/profile.json" "$token"
+    [[ $STATUS == 200 ]] || { record "largest pages: data set" FAIL "profile: $STATUS"; return; }
+    for i in $(seq 0 99); do
+        api POST /api/articles "@$TMP/big/article-$i.json" "$token"
+        [[ $STATUS == 201 ]] || { record "largest pages: data set" FAIL "article $i: $STATUS"; return; }
+    done
+    slug=$(json 'd["article"]["slug"]')
+    for i in $(seq 60); do
+        api POST "/api/articles/$slug/comments" "@$TMP/big/comment.json" "$token"
+        [[ $STATUS == 200 ]] || { record "largest pages: data set" FAIL "comment $i: $STATUS"; return; }
+    done
+    # 50 at once through nginx, half of each kind.
+    for i in $(seq 50); do
+        path="/api/articles?limit=100"
+        ((i % 2)) || path="/api/articles/$slug/comments?limit=500"
+        curl -s -o /dev/null -w '%{http_code} %{size_download}\n' --max-time 60 "$BASE$path" \
+            >"$TMP/big/page-$i" 2>/dev/null &
+        pids+=("$!")
+    done
+    wait "${pids[@]}" || true
+    ok=$(cat "$TMP/big"/page-* | grep -c '^200 ' || true)
+    check "50 largest pages at once: every one 200" \
+        "$ok of 50; largest $(cat "$TMP/big"/page-* | awk '$2 > m { m = $2 } END { print m + 0 }') bytes" \
+        test "$ok" = 50
+    for c in $(podman ps -a --format '{{.Names}}' | grep "^${PROJECT}_api_"); do
+        state=$(podman inspect --format '{{.State.OOMKilled}} {{.RestartCount}} {{.State.Running}}' "$c")
+        [[ $state == "false 0 true" ]] || bad+=("$c: $state")
+    done
+    check "no replica OOM-killed or restarted by them" "${bad[*]:-every replica running, none OOM-killed}" \
+        test "${#bad[@]}" = 0
+}
+
 single_node_phases() {
+    largest_pages_phase
+
     # --- scale up to 5 -----------------------------------------------------------------------------
     NGINX_STARTED=$(podman inspect --format '{{.State.StartedAt}}' "$(container nginx)")
     log "scaling to 5 replicas"
