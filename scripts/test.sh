@@ -49,6 +49,7 @@ SCRIPT_NAME="test"
 . "$root/scripts/lib/redis-cluster.sh"
 
 need cargo redis-server redis-cli
+port=""
 free_port port
 workdir="$(mktemp -d)"
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$workdir" \

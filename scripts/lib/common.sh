@@ -59,23 +59,24 @@ need() {
 }
 
 find_nginx() {
-    local found
-    found=$(command -v nginx || true)
-    [[ -n $found ]] || { [[ -x /usr/sbin/nginx ]] && found=/usr/sbin/nginx; }
-    [[ -n $found ]] || need nginx
-    printf -v "$1" '%s' "$found"
+    local _find_nginx_path
+    _find_nginx_path=$(command -v nginx || true)
+    [[ -n $_find_nginx_path ]] || { [[ -x /usr/sbin/nginx ]] && _find_nginx_path=/usr/sbin/nginx; }
+    [[ -n $_find_nginx_path ]] || need nginx
+    printf -v "$1" '%s' "$_find_nginx_path"
 }
 
 COMMON_PORTS_GIVEN=" "
 free_port() {
-    local port tries=0
-    while ((tries++ < 500)); do
+    # Locals carry a prefix of their own: `free_port port` must set the caller's `port`.
+    local _free_port_candidate _free_port_tries=0
+    while ((_free_port_tries++ < 500)); do
         # 20000-32767: below the ephemeral range (32768 and up) the kernel gives to clients.
-        port=$((20000 + RANDOM % 12768))
-        [[ $COMMON_PORTS_GIVEN == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            COMMON_PORTS_GIVEN+="$port "
-            printf -v "$1" '%s' "$port"
+        _free_port_candidate=$((20000 + RANDOM % 12768))
+        [[ $COMMON_PORTS_GIVEN == *" $_free_port_candidate "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$_free_port_candidate") 2>/dev/null; then
+            COMMON_PORTS_GIVEN+="$_free_port_candidate "
+            printf -v "$1" '%s' "$_free_port_candidate"
             return 0
         fi
     done
