@@ -2,8 +2,9 @@
 //!
 //! The request fills the first batch of feeds itself (`CONDUIT_FANOUT_INLINE` followers, one
 //! `SSCAN` page); if the author has more followers, it appends a job to a Redis Stream. Every
-//! replica reads that stream through one consumer group: a job fills one more batch, appends
-//! the job for the next batch, and is acknowledged only then. A job whose replica died is taken
+//! replica reads that stream through one consumer group: a job appends the job for the next
+//! batch (so another replica can start on it at once), fills its own batch, and is
+//! acknowledged only then. A job whose replica died is taken
 //! over with `XAUTOCLAIM` after [`CLAIM_IDLE_MS`]. So every Redis call stays small however many
 //! followers an author has, and the pending work lives in Redis, not in any replica. Filling a
 //! feed twice changes nothing (`ZADD`/`ZREM` of the same id), so at-least-once is enough.
@@ -20,6 +21,8 @@ pub const FEED_MAX: i64 = 800;
 pub const JOB_BATCH: u64 = 200;
 /// Consumer group every replica reads fan-out jobs through.
 const GROUP: &str = "fanout";
+/// How long a worker waits before asking for jobs again when there were none.
+const IDLE_POLL: Duration = Duration::from_millis(20);
 /// A job not acknowledged for this long is taken over by another replica.
 pub const CLAIM_IDLE_MS: u64 = 30_000;
 
@@ -97,7 +100,12 @@ impl Store {
     /// Fills one batch of feeds for `job`.
     ///
     /// # Returns
-    /// The SSCAN cursor of the next batch (`"0"`: done).
+    /// The SSCAN cursor of the next batch that the caller still has to queue (`"0"`: none).
+    ///
+    /// Feed batches queue the next batch themselves before filling this one, so the other
+    /// replicas' workers take it up meanwhile and a large following is filled in parallel (a
+    /// batch redone after a crash fills the same feeds again, which changes nothing). The
+    /// batches of former fans go one after another: the last one removes the set they read.
     async fn fan_out_batch(&self, job: &Job, count: u64) -> StoreResult<String> {
         let source = match job.op {
             Op::FeedAdd | Op::FeedRemove => self.keys.followers(&job.author),
@@ -110,6 +118,14 @@ impl Store {
             .arg("COUNT")
             .arg(count.max(1));
         let ((next, members),): ((String, Vec<String>),) = self.query("SSCAN", &pipe).await?;
+        let queued_now = job.op != Op::Unfavorite && next != "0";
+        if queued_now {
+            self.enqueue(&Job {
+                cursor: next.clone(),
+                ..job.clone()
+            })
+            .await?;
+        }
         let pipes: Vec<redis::Pipeline> = members
             .iter()
             .map(|member| {
@@ -150,7 +166,7 @@ impl Store {
             pipe.cmd("UNLINK").arg(&source).ignore();
             let () = self.query("UNLINK", &pipe).await?;
         }
-        Ok(next)
+        Ok(if queued_now { "0".to_owned() } else { next })
     }
 
     async fn enqueue(&self, job: &Job) -> StoreResult<()> {
@@ -171,7 +187,7 @@ impl Store {
         Ok(())
     }
 
-    /// Runs one job and acknowledges it after its next batch is queued.
+    /// Runs one job and acknowledges it once its batch is filled and the next one queued.
     async fn run_job(&self, entry_id: &str, job: &Job) -> StoreResult<()> {
         let next = self.fan_out_batch(job, JOB_BATCH).await?;
         if next != "0" {
@@ -218,7 +234,7 @@ impl Store {
                 }
             };
             if jobs.is_empty() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(IDLE_POLL).await;
                 continue;
             }
             for (entry_id, job) in jobs {

@@ -186,3 +186,78 @@ async fn followers_beyond_the_inline_batch_get_a_new_article_through_the_fan_out
         0
     );
 }
+
+#[tokio::test]
+async fn a_following_of_many_batches_gets_the_article_and_loses_it_again() {
+    // Arrange: 1 000 followers (five fan-out jobs of 200), written straight into jake's
+    // followers set, and a replica that fills no feed within the request.
+    let mut config = crate::helpers::test_config(&crate::helpers::unique_prefix(), "fan");
+    config.fanout_inline = 0;
+    let app = crate::helpers::spawn_with(config).await;
+    let jake = app.register("jake").await;
+    let keys = conduit_api::store::Keys::new(&app.prefix);
+    let me: String = app.redis_cmd(
+        redis::cmd("HGET")
+            .arg(keys.username_claim("jake"))
+            .arg("owner"),
+    );
+    let followers: Vec<String> = (0..1000).map(|i| format!("f{i}")).collect();
+    let added: i64 = app.redis_cmd(redis::cmd("SADD").arg(keys.followers(&me)).arg(&followers));
+    assert_eq!(added, 1000);
+    // Act: publish.
+    let slug = app.create_article(&jake, "Many batches", &[]).await;
+    let id: String = app.redis_cmd(redis::cmd("HGET").arg(keys.slug_claim(&slug)).arg("owner"));
+    // Assert: every feed gets it (polling with a bound, not timing).
+    let count = || feeds_holding(&app, &id);
+    let mut n = 0;
+    for _ in 0..300 {
+        n = count();
+        if n == 1000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(n, 1000, "feeds holding the new article");
+    // And a delete takes it out of all of them again.
+    assert_eq!(
+        app.delete(&format!("/api/articles/{slug}"), Some(&jake))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    for _ in 0..300 {
+        n = count();
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(n, 0, "feeds still holding the deleted article");
+}
+
+/// How many feeds of the fake followers `f<n>` hold article `id`: one pipeline per data node,
+/// each asking the node for the feeds it holds.
+fn feeds_holding(app: &crate::helpers::TestApp, id: &str) -> usize {
+    app.keys_by_node()
+        .into_iter()
+        .map(|(node, keys)| {
+            let feeds: Vec<&String> = keys
+                .iter()
+                .filter(|k| k.contains(":{u:f") && k.ends_with("}:feed"))
+                .collect();
+            if feeds.is_empty() {
+                return 0;
+            }
+            let mut pipe = redis::pipe();
+            for feed in &feeds {
+                pipe.cmd("ZSCORE").arg(*feed).arg(id);
+            }
+            let mut con = redis::Client::open(node.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let scores: Vec<Option<f64>> = pipe.query(&mut con).unwrap();
+            scores.into_iter().flatten().count()
+        })
+        .sum()
+}
