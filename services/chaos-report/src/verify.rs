@@ -675,6 +675,24 @@ mod tests {
         assert_eq!(check.unacknowledged, 0);
     }
 
+    /// A phase's arguments that allow 503s, with no window and no recovery limit.
+    fn args_allowing_503() -> Args {
+        Args {
+            phase: "p".into(),
+            summary: PathBuf::new(),
+            writes: PathBuf::new(),
+            timeline: None,
+            dump: PathBuf::new(),
+            allow_failures: vec!["503".into()],
+            failures_from: None,
+            failures_until: None,
+            recovery_ms: None,
+            max_recovery_ms: None,
+            note: vec![],
+            problem: vec![],
+        }
+    }
+
     #[test]
     fn failures_of_an_allowed_kind_inside_the_window_pass_and_others_fail() {
         let summary: LoadSummary = serde_json::from_value(serde_json::json!({
@@ -688,20 +706,9 @@ mod tests {
             unix_ms: 5_000,
             failed: 2,
         }];
-        let mut args = Args {
-            phase: "p".into(),
-            summary: PathBuf::new(),
-            writes: PathBuf::new(),
-            timeline: None,
-            dump: PathBuf::new(),
-            allow_failures: vec!["503".into()],
-            failures_from: None,
-            failures_until: None,
-            recovery_ms: Some(300),
-            max_recovery_ms: Some(2000),
-            note: vec![],
-            problem: vec![],
-        };
+        let mut args = args_allowing_503();
+        args.recovery_ms = Some(300);
+        args.max_recovery_ms = Some(2000);
         let check = || check_writes("r", &all_found(), &dump());
         let row = judge(&args, &summary, &timeline, Some((4_000, 6_000)), check());
         assert!(row.passed, "{:?}", row.problems);
@@ -728,20 +735,7 @@ mod tests {
             }))
             .unwrap()
         };
-        let args = Args {
-            phase: "p".into(),
-            summary: PathBuf::new(),
-            writes: PathBuf::new(),
-            timeline: None,
-            dump: PathBuf::new(),
-            allow_failures: vec!["503".into()],
-            failures_from: None,
-            failures_until: None,
-            recovery_ms: None,
-            max_recovery_ms: None,
-            note: vec![],
-            problem: vec![],
-        };
+        let args = args_allowing_503();
         // The timeline alone would put both failures 4 s after the window.
         let timeline = vec![TimelineLine {
             unix_ms: 10_000,
