@@ -32,7 +32,6 @@ pub struct Scripts {
     pub idempotency_begin: Script,
     pub idempotency_finish: Script,
     pub idempotency_release: Script,
-    pub login_reserve: Script,
     pub login_refund: Script,
     pub window_count: Script,
 }
@@ -64,7 +63,6 @@ impl Scripts {
             idempotency_begin: Script::new(include_str!("lua/idempotency_begin.lua")),
             idempotency_finish: Script::new(include_str!("lua/idempotency_finish.lua")),
             idempotency_release: Script::new(include_str!("lua/idempotency_release.lua")),
-            login_reserve: Script::new(include_str!("lua/login_reserve.lua")),
             login_refund: Script::new(include_str!("lua/login_refund.lua")),
             window_count: Script::new(include_str!("lua/window_count.lua")),
         }

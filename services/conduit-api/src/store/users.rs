@@ -475,9 +475,9 @@ impl Store {
                 .iter()
                 .zip([limits.per_pair, limits.per_address, limits.per_account])
                 .map(|(key, limit)| {
-                    let mut invocation = self.scripts.login_reserve.prepare_invoke();
+                    let mut invocation = self.scripts.window_count.prepare_invoke();
                     invocation.key(key).arg(limit).arg(&window_ms);
-                    async move { self.eval::<(u8, i64)>("login_reserve", &invocation).await }
+                    async move { self.eval::<(u8, i64)>("window_count", &invocation).await }
                 }),
         )
         .await?;
