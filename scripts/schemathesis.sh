@@ -49,7 +49,7 @@ while [[ $# -gt 0 ]]; do
         --quick) MAX_EXAMPLES=10 ;;
         --max-examples) MAX_EXAMPLES=${2:?--max-examples needs a number}; shift ;;
         --seed) SEED=${2:?--seed needs a number}; shift ;;
-        --report-dir) REPORT_DIR=${2:?--report-dir needs a directory}; shift ;;
+        --out-dir) REPORT_DIR=${2:?--out-dir needs a directory}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac

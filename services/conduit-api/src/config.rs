@@ -98,7 +98,7 @@ pub struct Config {
     pub redis_cluster_urls: Option<String>,
 
     /// Replicas a write waits for (`WAIT`) before it is acknowledged; defaults to 1 in cluster
-    /// mode and 0 for a single Redis. A primary with no replica attached keeps taking writes.
+    /// mode and 0 for a single Redis. A primary with no replica online keeps taking writes.
     #[arg(long, env = "CONDUIT_REDIS_MIN_REPLICAS", global = true)]
     pub redis_min_replicas: Option<u32>,
 

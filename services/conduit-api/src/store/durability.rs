@@ -4,9 +4,10 @@
 //! failover right after could lose an acknowledged write. After a write's steps, the store sends
 //! `WAIT n timeout` to every primary on the same connection its steps went out on, which returns
 //! once `n` replicas have everything this connection wrote there. If a primary has a replica
-//! attached and the wait times out, the request fails with 503 (the client's retry with the same
-//! `Idempotency-Key` finishes it). If a primary has no replica attached (after a failover, until
-//! a new replica joins), writes go on: one failure must not cost availability. That is logged,
+//! online and the wait times out, the request fails with 503 (the client's retry with the same
+//! `Idempotency-Key` finishes it). If a primary has no replica online (after a failover, until
+//! a new replica joins and finishes its first full sync), writes go on: one failure must not
+//! cost availability. That is logged,
 //! remembered for [`NO_REPLICA_RECHECK`] so writes do not wait in vain, and shown by `/readyz`.
 
 use std::collections::HashMap;
@@ -81,11 +82,21 @@ pub enum ReplicaState {
     Missing(Vec<String>),
 }
 
-fn connected_replicas(info: &str) -> u64 {
+/// Replicas that hold the primary's data and follow its stream (`state=online` in `INFO
+/// replication`). A replica still in its first full sync (`wait_bgsave`, `send_bulk`) is
+/// attached but acknowledges nothing until the sync ends, which takes seconds: waiting for it
+/// would fail every write to that primary meanwhile, so it counts as no replica yet.
+fn online_replicas(info: &str) -> u64 {
     info.lines()
-        .find_map(|line| line.strip_prefix("connected_slaves:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+        .filter(|line| {
+            line.strip_prefix("slave")
+                .and_then(|rest| rest.split_once(':'))
+                .is_some_and(|(n, fields)| {
+                    n.bytes().all(|b| b.is_ascii_digit())
+                        && fields.trim_end().split(',').any(|f| f == "state=online")
+                })
+        })
+        .count() as u64
 }
 
 impl Store {
@@ -139,14 +150,14 @@ impl Store {
         }
     }
 
-    /// How many replicas the primary at `node` has attached.
+    /// How many replicas of the primary at `node` are online (see [`online_replicas`]).
     async fn replicas_of(&self, node: &str) -> StoreResult<u64> {
         let info = self
             .on_node(Some(node), redis::cmd("INFO").arg("replication").clone())
             .await?;
         let text: String = redis::from_redis_value(info)
             .map_err(|e| StoreError::Other(anyhow!("bad INFO reply: {e}")))?;
-        Ok(connected_replicas(&text))
+        Ok(online_replicas(&text))
     }
 
     /// Waits until the replicas have this connection's writes (see the module docs).
@@ -175,7 +186,7 @@ impl Store {
             let attached = self.replicas_of(node).await?;
             if attached == 0 {
                 log::warn!(
-                    "redis primary has no replica attached, accepting writes without one node={} wanted={}",
+                    "redis primary has no replica online, accepting writes without one node={} wanted={}",
                     if node.is_empty() { "single" } else { node },
                     self.min_replicas
                 );
@@ -227,9 +238,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replica_count_comes_from_info_replication() {
-        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=...\r\n";
-        assert_eq!(connected_replicas(info), 2);
-        assert_eq!(connected_replicas("role:master\r\n"), 0);
+    fn only_online_replicas_count() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:3\r\n\
+            slave0:ip=127.0.0.1,port=7001,state=online,offset=42,lag=0\r\n\
+            slave1:ip=127.0.0.1,port=7002,state=send_bulk,offset=0,lag=0\r\n\
+            slave2:ip=127.0.0.1,port=7003,state=online,offset=42,lag=1\r\n\
+            master_failover_state:no-failover\r\n";
+        assert_eq!(online_replicas(info), 2);
+        let syncing = "role:master\r\nconnected_slaves:1\r\n\
+            slave0:ip=127.0.0.1,port=7001,state=wait_bgsave,offset=0,lag=0\r\n";
+        assert_eq!(online_replicas(syncing), 0);
+        assert_eq!(online_replicas("role:master\r\nconnected_slaves:0\r\n"), 0);
     }
 }
