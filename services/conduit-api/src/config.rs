@@ -259,8 +259,13 @@ pub struct Config {
     )]
     pub login_window: u64,
 
-    /// Password hashes that may wait for a CPU (one runs per CPU); beyond that, registration,
-    /// login and password changes are answered 503 with Retry-After at once.
+    /// Password hashes that run at once; default half the CPUs (at least one), so a flood of
+    /// logins or registrations leaves the other half to every other request.
+    #[arg(long, env = "CONDUIT_PASSWORD_HASHERS", global = true)]
+    pub password_hashers: Option<usize>,
+
+    /// Password hashes that may wait for a hasher; beyond that, registration, login and
+    /// password changes are answered 503 with Retry-After at once.
     #[arg(
         long,
         env = "CONDUIT_PASSWORD_QUEUE",
@@ -328,6 +333,13 @@ impl Config {
     {
         use clap::Parser as _;
         Cli::try_parse_from(args).map(|cli| cli.serve)
+    }
+
+    /// Password hashes that run at once: the configured number, else half the CPUs, at least 1.
+    pub fn password_hashers(&self) -> usize {
+        self.password_hashers.filter(|n| *n > 0).unwrap_or_else(|| {
+            (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1)
+        })
     }
 
     /// Replicas a write waits for: the configured number, else 1 in cluster mode, 0 otherwise.

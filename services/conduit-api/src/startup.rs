@@ -67,7 +67,10 @@ impl Application {
             keys.fingerprint()
         );
         let keys = Arc::new(keys);
-        let passwords = Arc::new(Passwords::new(config.password_queue));
+        let passwords = Arc::new(Passwords::new(
+            config.password_hashers(),
+            config.password_queue,
+        ));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             // The login of an unknown account checks a dummy hash: make it before any login.
             let passwords = passwords.clone();

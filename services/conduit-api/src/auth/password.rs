@@ -2,9 +2,10 @@
 //!
 //! Hashing is deliberately slow (tens of milliseconds); doing it on an actix worker would stall
 //! every other request on that worker, so it goes to the blocking pool. Registration, login and
-//! password changes all hash, which makes them a cheap way to burn a replica's CPU: at most one
-//! hash per CPU runs at a time, a bounded number wait, and a request beyond those is answered
-//! 503 with `Retry-After` at once instead of waiting in a queue that only grows. Each hash and
+//! password changes all hash, which makes them a cheap way to burn a replica's CPU: a bounded
+//! number of hashes run at a time (by default on half the CPUs, so a flood leaves the other half
+//! to every other request), a bounded number wait, and a request beyond those is answered 503
+//! with `Retry-After` at once instead of waiting in a queue that only grows. Each hash and
 //! each check is a span of the request.
 
 use anyhow::Context as _;
@@ -38,8 +39,7 @@ impl From<PasswordError> for ApiError {
 
 /// The replica's password hashing: shared by its workers, so the bounds hold per process.
 pub struct Passwords {
-    /// One permit per CPU: each running hash holds 19 MiB, and more than one per CPU would not
-    /// finish any sooner.
+    /// One permit per hash that may run: each holds a CPU and 19 MiB while it runs.
     running: Semaphore,
     /// Running plus waiting: a request that gets no permit here is refused at once.
     admitted: Semaphore,
@@ -49,12 +49,12 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    /// Hashing with one slot per CPU and at most `queue` hashes waiting for one.
-    pub fn new(queue: usize) -> Self {
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    /// Hashing with `hashers` hashes at once (at least one) and at most `queue` waiting.
+    pub fn new(hashers: usize, queue: usize) -> Self {
+        let hashers = hashers.max(1);
         Self {
-            running: Semaphore::new(cpus),
-            admitted: Semaphore::new(cpus + queue),
+            running: Semaphore::new(hashers),
+            admitted: Semaphore::new(hashers + queue),
             dummy: OnceCell::new(),
         }
     }
@@ -125,7 +125,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_hashed_password_verifies_and_a_wrong_one_does_not() {
-        let passwords = Passwords::new(4);
+        let passwords = Passwords::new(2, 4);
         let phc = passwords.hash("correct horse".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$"), "{phc}");
         assert!(passwords
@@ -137,7 +137,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_garbled_stored_hash_is_a_mismatch_not_an_error() {
-        let passwords = Passwords::new(4);
+        let passwords = Passwords::new(2, 4);
         assert!(!passwords
             .verify("x".into(), "not a hash".into())
             .await
@@ -146,7 +146,7 @@ mod tests {
 
     #[actix_web::test]
     async fn the_dummy_hash_is_made_once_and_matches_nothing_given() {
-        let passwords = Passwords::new(4);
+        let passwords = Passwords::new(2, 4);
         let first = passwords.dummy_hash().await.unwrap().to_owned();
         assert_eq!(passwords.dummy_hash().await.unwrap(), first);
         assert!(!passwords.verify(String::new(), first).await.unwrap());
@@ -155,7 +155,7 @@ mod tests {
     #[actix_web::test]
     async fn beyond_the_running_and_waiting_hashes_a_request_is_refused_at_once() {
         // Arrange: no queue, and every running slot taken.
-        let passwords = Passwords::new(0);
+        let passwords = Passwords::new(1, 0);
         let held = passwords
             .admitted
             .try_acquire_many(passwords.admitted.available_permits() as u32)
