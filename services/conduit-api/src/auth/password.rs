@@ -4,7 +4,8 @@
 //! every other request on that worker, so it goes to the blocking pool. Registration, login and
 //! password changes all hash, which makes them a cheap way to burn a replica's CPU: a bounded
 //! number of hashes run at a time (by default on half the CPUs, so a flood leaves the other half
-//! to every other request), a bounded number wait, and a request beyond those is answered 503
+//! to every other request, and on threads of lower priority, so they yield the CPU to requests
+//! when both want it), a bounded number wait, and a request beyond those is answered 503
 //! with `Retry-After` at once instead of waiting in a queue that only grows. Each hash and
 //! each check is a span of the request.
 
@@ -73,9 +74,12 @@ impl Passwords {
             .acquire()
             .await
             .context("hashing slots closed")?;
-        Ok(actix_web::rt::task::spawn_blocking(work)
-            .await
-            .context("password task failed")?)
+        Ok(actix_web::rt::task::spawn_blocking(move || {
+            yield_to_requests();
+            work()
+        })
+        .await
+        .context("password task failed")?)
     }
 
     /// Hashes `password` into a PHC string (argon2id, default parameters, random salt).
@@ -110,6 +114,44 @@ impl Passwords {
             .await
             .map(String::as_str)
     }
+}
+
+/// The niceness of the threads that hash: a hash yields its CPU to request handling whenever
+/// both want it, so a flood of logins takes the CPU the other requests leave, not theirs.
+const HASHING_NICENESS: i32 = 10;
+
+/// Lowers the priority of the calling (blocking-pool) thread once. Hashing is the only work that
+/// runs on the blocking pool; a thread's niceness stays with it for its life.
+fn yield_to_requests() {
+    thread_local! {
+        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    LOWERED.with(|lowered| {
+        if !lowered.replace(true) {
+            lower_thread_priority();
+        }
+    });
+}
+
+#[cfg(target_os = "linux")]
+fn lower_thread_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours; on Linux
+    // PRIO_PROCESS with a thread id sets that thread's niceness alone.
+    let outcome = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASHING_NICENESS)
+    };
+    if outcome != 0 {
+        log::debug!(
+            "password hashing keeps its thread priority error={}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_thread_priority() {
+    let _ = HASHING_NICENESS;
 }
 
 fn hash_now(password: &str) -> Result<String, PasswordError> {
@@ -150,6 +192,23 @@ mod tests {
         let first = passwords.dummy_hash().await.unwrap().to_owned();
         assert_eq!(passwords.dummy_hash().await.unwrap(), first);
         assert!(!passwords.verify(String::new(), first).await.unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[actix_web::test]
+    async fn hashes_run_on_threads_that_yield_to_requests() {
+        fn niceness() -> i32 {
+            // SAFETY: plain integer arguments; see lower_thread_priority.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        }
+        let passwords = Passwords::new(1, 0);
+        let base = niceness();
+        let in_hash = passwords.off_the_workers(niceness).await.unwrap();
+        assert!(
+            in_hash >= (base + HASHING_NICENESS).min(19),
+            "hashing thread niceness {in_hash}, request threads {base}"
+        );
+        assert_eq!(niceness(), base, "the request thread kept its priority");
     }
 
     #[actix_web::test]
