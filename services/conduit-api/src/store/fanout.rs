@@ -17,8 +17,10 @@ use super::{Store, StoreError, StoreResult};
 
 /// Feeds keep the newest this many entries; older pages fall off.
 pub const FEED_MAX: i64 = 800;
-/// Followers per fan-out job.
-pub const JOB_BATCH: u64 = 200;
+/// Followers per fan-out job. Each job is a few round trips whatever its size (`SSCAN`, the
+/// `XADD` of the next job, one pipeline of feed writes, `XACK`), and the jobs of one article
+/// follow each other, so bigger batches deliver sooner; a feed write stays one small command.
+pub const JOB_BATCH: u64 = 1000;
 /// Consumer group every replica reads fan-out jobs through.
 const GROUP: &str = "fanout";
 /// How long a worker waits before asking for jobs again when there were none.

@@ -189,7 +189,7 @@ async fn followers_beyond_the_inline_batch_get_a_new_article_through_the_fan_out
 
 #[tokio::test]
 async fn a_following_of_many_batches_gets_the_article_and_loses_it_again() {
-    // Arrange: 1 000 followers (five fan-out jobs of 200), written straight into jake's
+    // Arrange: 3 000 followers (three fan-out jobs of 1 000), written straight into jake's
     // followers set, and a replica that fills no feed within the request.
     let mut config = crate::helpers::test_config(&crate::helpers::unique_prefix(), "fan");
     config.fanout_inline = 0;
@@ -201,9 +201,9 @@ async fn a_following_of_many_batches_gets_the_article_and_loses_it_again() {
             .arg(keys.username_claim("jake"))
             .arg("owner"),
     );
-    let followers: Vec<String> = (0..1000).map(|i| format!("f{i}")).collect();
+    let followers: Vec<String> = (0..3000).map(|i| format!("f{i}")).collect();
     let added: i64 = app.redis_cmd(redis::cmd("SADD").arg(keys.followers(&me)).arg(&followers));
-    assert_eq!(added, 1000);
+    assert_eq!(added, 3000);
     // Act: publish.
     let slug = app.create_article(&jake, "Many batches", &[]).await;
     let id: String = app.redis_cmd(redis::cmd("HGET").arg(keys.slug_claim(&slug)).arg("owner"));
@@ -212,12 +212,12 @@ async fn a_following_of_many_batches_gets_the_article_and_loses_it_again() {
     let mut n = 0;
     for _ in 0..300 {
         n = count();
-        if n == 1000 {
+        if n == 3000 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(n, 1000, "feeds holding the new article");
+    assert_eq!(n, 3000, "feeds holding the new article");
     // And a delete takes it out of all of them again.
     assert_eq!(
         app.delete(&format!("/api/articles/{slug}"), Some(&jake))
