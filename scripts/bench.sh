@@ -789,6 +789,20 @@ post_article() { # TOKEN TITLE -> the new article's slug
 article_id() { kcli HGET "conduit:{slug:$1}:claim" owner; }
 
 declare -A SLOW_MS=() SLOW_NOTE=()
+# SLOWLOG times are wall-clock time inside Redis, so a one-key command during which Redis lost
+# its core to another process on these two shared cores is logged as well. For the bounded-work
+# writes only, Redis runs at a higher priority (niceness -10), as it would on a machine of its
+# own; that needs root (or CAP_SYS_NICE). Without it the writes run as the rest and the report
+# says so. redis_priority NICENESS PID...
+SLOW_NICE="-10"
+redis_priority() {
+  local level=$1
+  shift
+  if ! renice -n "$level" -p "$@" >/dev/null 2>&1; then
+    SLOW_NICE="0 (raising it was not permitted)"
+  fi
+}
+
 # bounded_work SUFFIX: the three writes on $API, SLOWLOG on every node of SLOW_PORTS; results
 # under publish/delete/follow + SUFFIX.
 SLOW_PORTS=("$REDIS_PORT")
@@ -865,7 +879,9 @@ bounded_work() {
   in_feed="$(curl -sf -H "Authorization: Token $NEWREADER_TOKEN" "$API/api/articles/feed?limit=1" | jq .articlesCount)"
   SLOW_NOTE[follow$sx]="$n_prolific articles POSTed through the API (wrk, ${prolific_secs} s); request ${SLOW_MS[follow$sx]} ms; the follower's feed then holds $in_feed articles"
 }
+redis_priority -10 "$REDIS_PID"
 bounded_work ""
+redis_priority 0 "$REDIS_PID"
 
 # ---------------------------------------------------------------------------------------------
 # Feed delivery under read load
@@ -991,7 +1007,9 @@ for ck in user list feed; do
 done
 
 SLOW_PORTS=("${REDIS_CLUSTER_PORTS[@]}")
+redis_priority -10 "${CLUSTER_PIDS[@]}"
 bounded_work -cluster
+redis_priority 0 "${CLUSTER_PIDS[@]}"
 SLOW_PORTS=("$REDIS_PORT")
 
 stop_pid "${PID_OF[cluster]}"
@@ -1331,7 +1349,10 @@ report="$WORK/report.md"
   echo "(\`CONDUIT_FANOUT_INLINE\` at its default, $FANOUT_INLINE followers in the request, then jobs of 1000)."
   echo "SLOWLOG times are wall-clock time inside Redis: on a machine whose cores are busy, a command"
   echo "Redis was descheduled during shows up too; the command and its key tell whether the cost"
-  echo "grew with the data (a whole-set or whole-history read would) or not."
+  echo "grew with the data (a whole-set or whole-history read would) or not. To keep the replicas'"
+  echo "fan-out work from taking Redis's core mid-command on these two shared cores, Redis runs at"
+  echo "niceness $SLOW_NICE during these writes only (every other section at 0), as it would on a"
+  echo "machine of its own."
   echo
   echo "| write | Redis | data behind it | SLOWLOG entries (> 1 ms) | target | slowest entries | how it was seeded and checked |"
   echo "|---|---|---|---:|---|---|---|"
