@@ -82,9 +82,11 @@ pub struct Summary {
     pub targets: Vec<String>,
     pub users: usize,
     pub seed: Seed,
-    /// Length of the mixed phase in seconds.
+    /// Length of the mixed phase in seconds, as scheduled (up to its deadline).
     pub duration_s: f64,
-    /// Logical requests per second during the mixed phase.
+    /// Seconds after the deadline spent waiting for the requests still under way.
+    pub tail_s: f64,
+    /// Logical requests per second of the mixed phase, over `duration_s`.
     pub rps: f64,
     /// Logical requests over the whole run (seeding included).
     pub requests: Requests,
@@ -116,7 +118,11 @@ pub struct RunInfo {
     pub seed: Seed,
     /// Logical requests made while seeding (subtracted for the mixed-phase rate).
     pub seed_requests: u64,
+    /// The mixed phase, from its start until its last request ended.
     pub mix_elapsed: Duration,
+    /// The part of it that was scheduled: up to the deadline (or all of it, with a request
+    /// budget). What follows is waiting for the requests still under way.
+    pub mix_window: Duration,
     pub min_replicas: Option<usize>,
     pub max_errors: Option<u64>,
     pub interrupted: bool,
@@ -157,8 +163,13 @@ impl Summary {
             targets: info.targets,
             users: info.users,
             seed: info.seed,
-            duration_s: round3(info.mix_elapsed.as_secs_f64()),
-            rps: rate(mix_requests, info.mix_elapsed),
+            duration_s: round3(info.mix_window.as_secs_f64()),
+            tail_s: round3(
+                info.mix_elapsed
+                    .saturating_sub(info.mix_window)
+                    .as_secs_f64(),
+            ),
+            rps: rate(mix_requests, info.mix_window),
             requests: Requests {
                 total: c.requests,
                 ok: c.ok,
@@ -236,8 +247,8 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "mix       {} users for {:.1}s, {:.1} req/s",
-            self.users, self.duration_s, self.rps
+            "mix       {} users for {:.1}s (+{:.1}s finishing), {:.1} req/s",
+            self.users, self.duration_s, self.tail_s, self.rps
         );
         let _ = writeln!(
             out,
@@ -388,6 +399,7 @@ mod tests {
             },
             seed_requests: 2,
             mix_elapsed: Duration::from_secs(2),
+            mix_window: Duration::from_secs(2),
             min_replicas,
             max_errors,
             interrupted: false,
@@ -418,6 +430,17 @@ mod tests {
         assert_eq!(s.requests.total, 10);
         assert_eq!(s.requests.failed, 1);
         assert_eq!(s.errors["503"], 1);
+    }
+
+    #[test]
+    fn the_rate_is_over_the_scheduled_window_not_the_wait_for_stragglers() {
+        // 8 mixed-phase requests in a 2 s window; the last one answered 3 s after the deadline.
+        let mut i = info(None, None);
+        i.mix_elapsed = Duration::from_secs(5);
+        let s = Summary::build(&counters(), i);
+        assert_eq!(s.rps, 4.0);
+        assert_eq!(s.duration_s, 2.0);
+        assert_eq!(s.tail_s, 3.0);
     }
 
     #[test]
