@@ -329,6 +329,23 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
     }
 
     // Index entries point at live entities.
+    global_and_tag_indexes(keys, s, &mut f);
+    author_lists(keys, s, &mut f);
+    favorites(keys, s, &mut f);
+    follows(keys, s, &mut f);
+    feeds(keys, s, &mut f);
+    comments(keys, s, &mut f);
+    // Entities are in every index they belong to.
+    entities_in_their_indexes(keys, s, &mut f);
+    stale_claims(keys, s, &mut f);
+    // Counts match the indexes.
+    tag_counts(keys, s, &mut f);
+    f.report.passed = f.report.violations.is_empty();
+    f.report
+}
+
+/// Every global and tag index entry names a live article that belongs there (a tag being removed by an interrupted update counts as pending).
+fn global_and_tag_indexes(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     for (bucket, ids) in &s.buckets {
         for id in ids {
             if !s.articles.contains_key(id) {
@@ -372,6 +389,10 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             }
         }
     }
+}
+
+/// Every entry of an author's list names a live article by that author.
+fn author_lists(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     for (user, ids) in &s.authored {
         for id in ids {
             match s.articles.get(id) {
@@ -387,6 +408,10 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             }
         }
     }
+}
+
+/// Favorites and favorited-by mirror each other, and the stored favorites count matches (a deleted article's fans still being cleaned up count as pending).
+fn favorites(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     for (user, ids) in &s.favorites {
         for id in ids {
             if !s.articles.contains_key(id) {
@@ -455,6 +480,10 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             f.violation("fans_gone of a live article", keys.fans_gone(id));
         }
     }
+}
+
+/// Following and followers mirror each other and name live users.
+fn follows(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     for (user, targets) in &s.following {
         for target in targets {
             if !s.users.contains_key(target) {
@@ -493,6 +522,10 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             }
         }
     }
+}
+
+/// Feed entries are by followed authors (entries of deleted articles are counted as stale, which readers skip).
+fn feeds(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     for (user, ids) in &s.feeds {
         for id in ids {
             match s.articles.get(id) {
@@ -509,6 +542,10 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             }
         }
     }
+}
+
+/// Comment ids and comments match, and belong to a live article.
+fn comments(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     for (id, ids) in &s.comment_ids {
         if !s.articles.contains_key(id) {
             f.violation("comments without article", keys.comment_ids(id));
@@ -536,8 +573,10 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             }
         }
     }
+}
 
-    // Entities are in every index they belong to.
+/// Every article is in its author's list, its global bucket and its tags' indexes and holds its slug claim; every user holds its username and email claims.
+fn entities_in_their_indexes(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     for (id, a) in &s.articles {
         let author = a.get("author").cloned().unwrap_or_default();
         if !s.users.contains_key(&author) {
@@ -591,8 +630,10 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             );
         }
     }
-    // Claims whose owner is gone or holds another value: left by a request that died, taken
-    // over by the next claimant (allowed).
+}
+
+/// Claims whose owner is gone or holds another value: left by a request that died, taken over by the next claimant (allowed, counted).
+fn stale_claims(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     for (claim, owner) in &s.claims {
         let held = match keys.parse(claim) {
             Some(KeyFamily::SlugClaim(_)) => s
@@ -615,8 +656,10 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             f.report.stale_claims += 1;
         }
     }
+}
 
-    // Counts match the indexes.
+/// Each tag count sits in its bucket and equals the size of the tag's index, and every tag index has a count.
+fn tag_counts(keys: &Keys, s: &Snapshot, f: &mut Findings) {
     let mut counted = BTreeSet::new();
     for (bucket, counts) in &s.tag_counts {
         for (tag, count) in counts {
@@ -645,9 +688,6 @@ pub fn check(keys: &Keys, s: &Snapshot, limit: usize) -> Report {
             );
         }
     }
-
-    f.report.passed = f.report.violations.is_empty();
-    f.report
 }
 
 /// The report as a small table.
