@@ -120,8 +120,9 @@ impl Passwords {
 /// both want it, so a flood of logins takes the CPU the other requests leave, not theirs.
 const HASHING_NICENESS: i32 = 10;
 
-/// Lowers the priority of the calling (blocking-pool) thread once. Hashing is the only work that
-/// runs on the blocking pool; a thread's niceness stays with it for its life.
+/// Lowers the priority of the calling (blocking-pool) thread once; a thread's niceness stays
+/// with it for its life. Besides hashing, the blocking pool runs only the span flush at
+/// shutdown, which may as well run at the lower priority.
 fn yield_to_requests() {
     thread_local! {
         static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

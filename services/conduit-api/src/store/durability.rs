@@ -7,8 +7,8 @@
 //! online and the wait times out, the request fails with 503 (the client's retry with the same
 //! `Idempotency-Key` finishes it). If a primary has no replica online (after a failover, until
 //! a new replica joins and finishes its first full sync), writes go on: one failure must not
-//! cost availability. That is logged,
-//! remembered for [`NO_REPLICA_RECHECK`] so writes do not wait in vain, and shown by `/readyz`.
+//! cost availability. That is logged, remembered for [`NO_REPLICA_RECHECK`] so writes do not
+//! wait in vain, and shown by `/readyz`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -183,8 +183,8 @@ impl Store {
             if acked >= i64::from(self.min_replicas) {
                 return Ok(());
             }
-            let attached = self.replicas_of(node).await?;
-            if attached == 0 {
+            let online = self.replicas_of(node).await?;
+            if online == 0 {
                 log::warn!(
                     "redis primary has no replica online, accepting writes without one node={} wanted={}",
                     if node.is_empty() { "single" } else { node },
@@ -210,9 +210,9 @@ impl Store {
         }
         let mut missing = Vec::new();
         for node in self.primaries().await? {
-            let attached = self.replicas_of(&node).await?;
-            let short = attached < u64::from(self.min_replicas);
-            self.replica_watch.mark(&node, attached == 0);
+            let online = self.replicas_of(&node).await?;
+            let short = online < u64::from(self.min_replicas);
+            self.replica_watch.mark(&node, online == 0);
             if short {
                 missing.push(if node.is_empty() {
                     "single".to_owned()
