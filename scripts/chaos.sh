@@ -288,8 +288,11 @@ cluster_primaries() {
 }
 cluster_start() {
   CLUSTER_UP=1
+  # On failure the library prints the reason and redis-cli's output (kept in
+  # $TMP/cluster-create.log) on stderr; on success that output is kept with the logs.
   redis_cluster_start "$TMP" 2>>"$LOGS/cluster-create.log" ||
     die "the Redis Cluster did not form (see $LOGS/cluster-create.log and $LOGS/redis-*.log)"
+  cat "$TMP/cluster-create.log" >>"$LOGS/cluster-create.log"
   CLUSTER_URLS=$REDIS_CLUSTER_URLS
   # A scratch redis-server (no persistence) that the dump copies every key into.
   redis-server --bind 127.0.0.1 --port "$SCRATCH_PORT" --save '' --appendonly no \
