@@ -97,9 +97,9 @@ DATE_START="$(date -u '+%Y-%m-%d %H:%M UTC')"
 
 if ((BUILD)); then
   log "building release binaries (target dir $TARGET_DIR)"
-  (cd "$ROOT" && cargo build --release --quiet -p conduit-api -p otlp-receiver -p conduit-load)
+  (cd "$ROOT" && cargo build --release --quiet -p conduit-api -p otlp-receiver -p conduit-load -p chaos-report)
 fi
-for b in conduit-api otlp-receiver conduit-load; do
+for b in conduit-api otlp-receiver conduit-load chaos-report; do
   [[ -x $BIN/$b ]] || die "$BIN/$b missing (build it or drop --no-build)"
 done
 
@@ -889,7 +889,9 @@ redis_priority 0 "$REDIS_PID"
 # An author with DELIVER_FOLLOWERS followers (one of them a registered user, the rest written
 # with SADD as above) publishes DELIVER_N articles one after the other on the direct replica,
 # while wrk reads GET /api/articles?limit=20 from it; each time, the follower's
-# GET /api/articles/feed?limit=1 is polled until it shows the new article.
+# GET /api/articles/feed?limit=1 is polled until it shows the new article. p50, p99 and max of
+# the delivery times come from `chaos-report percentiles` (an HDR histogram, as conduit-load
+# keeps its latencies).
 log "feed delivery: $DELIVER_N articles to $DELIVER_FOLLOWERS followers under read load"
 POPULAR_TOKEN="$(register popular)"
 FAN_TOKEN="$(register fan)"
@@ -923,9 +925,9 @@ done
 kill -INT "$load_pid" 2>/dev/null || true
 wait "$load_pid" 2>/dev/null || true
 deliver_load_rps="$(sed -nE 's/^BENCH_RESULT .* rps=([0-9.]+) .*/\1/p' "$WORK/deliver-load.out")"
-read -r DELIVER_P50 DELIVER_P99 DELIVER_MAX < <(sort -n "$WORK/delivery" | awk '{ a[NR] = $1 }
-  END { i50 = int(NR * 0.5 + 0.5); i99 = int(NR * 0.99 + 0.5); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
-        print a[i50], a[i99], a[NR] }')
+read -r DELIVER_P50 DELIVER_P99 DELIVER_MAX < <("$BIN/chaos-report" percentiles --quantiles 0.5,0.99 "$WORK/delivery" ||
+  echo "- - -")
+[[ $DELIVER_MAX != - ]] || die "no percentiles of the delivery times in $WORK/delivery"
 fanout_drained || log "the fan-out stream had not drained 300 s after the last delivery"
 
 # ---------------------------------------------------------------------------------------------

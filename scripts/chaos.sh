@@ -202,7 +202,8 @@ declare -A PID=() PORT=()
 LIVE=()          # replicas in the nginx upstream, in start order
 SEQ=0
 REDIS_PID=""
-declare -A CPID=() # --cluster: redis-server process per port (the scratch Redis too)
+SCRATCH_PID=""     # --cluster: the scratch Redis the dump copies keys into
+CLUSTER_UP=0       # --cluster: redis_cluster_start ran (lib/redis-cluster.sh)
 NGINX_PID=""
 LOAD_PID=""
 PHASE_PROBLEMS=() # problems of the running phase (also: replicas that did not stop cleanly)
@@ -222,9 +223,11 @@ cleanup() {
     done
     [[ -n "$NGINX_PID" ]] && kill -TERM "$NGINX_PID" 2>/dev/null
     [[ -n "$REDIS_PID" ]] && kill -TERM "$REDIS_PID" 2>/dev/null
-    for port in "${!CPID[@]}"; do kill -TERM "${CPID[$port]}" 2>/dev/null; done
+    [[ -n "$SCRATCH_PID" ]] && kill -TERM "$SCRATCH_PID" 2>/dev/null
   fi
   wait 2>/dev/null
+  # The cluster nodes run daemonized (lib/redis-cluster.sh): not children to wait for.
+  [[ $CLUSTER_UP -eq 0 ]] || redis_cluster_stop
   rm -rf "$TMP"
   exit "$rc"
 }
@@ -251,24 +254,21 @@ redis_wait() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# --cluster: six redis-server processes on CLUSTER_PORTS, each with a directory of its own (its
-# nodes.conf and append-only file survive a restart there), formed into 3 primaries with a
-# replica each.
-cnode_start() {
-  local port=$1 dir="$TMP/cluster-$1"
-  mkdir -p "$dir"
-  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --cluster-enabled yes \
-    --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT_MS" \
-    --appendonly yes --appendfsync always --save '' --daemonize no \
-    --logfile "$LOGS/redis-$port.log" &
-  CPID[$port]=$!
-}
+# --cluster: six redis-server processes on CLUSTER_PORTS (lib/redis-cluster.sh), each with a
+# directory of its own (its nodes.conf and append-only file survive a restart there), formed
+# into 3 primaries with a replica each.
+# shellcheck source=scripts/lib/redis-cluster.sh
+source "$ROOT/scripts/lib/redis-cluster.sh"
+REDIS_CLUSTER_FIXED_PORTS=("${CLUSTER_PORTS[@]}")
+REDIS_CLUSTER_NODE_TIMEOUT=$NODE_TIMEOUT_MS
+# appendfsync always: a primary SIGKILLed after an acknowledgement cannot lose the write.
+REDIS_CLUSTER_PERSISTENCE=(--appendonly yes --appendfsync always --save '')
+REDIS_CLUSTER_LOG_DIR=$LOGS
 ccli() { local port=$1; shift; redis-cli -h 127.0.0.1 -p "$port" "$@"; }
 # A node that answers, for questions about the whole cluster.
 cnode_any() {
   local port
   for port in "${CLUSTER_PORTS[@]}"; do
-    [[ -n "${CPID[$port]:-}" ]] || continue
     if [[ "$(ccli "$port" ping 2>/dev/null)" == PONG ]]; then echo "$port"; return 0; fi
   done
   return 1
@@ -286,37 +286,19 @@ cluster_primaries() {
   ccli "$port" cluster nodes 2>/dev/null |
     awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 { split($2, a, "[:@]"); print a[2] }'
 }
-cluster_ok_everywhere() {
-  local port
-  for port in "${CLUSTER_PORTS[@]}"; do
-    ccli "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || return 1
-  done
-}
 cluster_start() {
-  local port nodes=() urls=()
-  for port in "${CLUSTER_PORTS[@]}"; do cnode_start "$port"; done
-  for port in "${CLUSTER_PORTS[@]}"; do
-    local deadline=$(($(now_ms) + 15000))
-    until [[ "$(ccli "$port" ping 2>/dev/null)" == PONG ]]; do
-      [[ $(now_ms) -lt $deadline ]] || die "cluster node $port did not answer PING within 15 s"
-      sleep 0.05
-    done
-    nodes+=("127.0.0.1:$port")
-    urls+=("redis://127.0.0.1:$port")
-  done
-  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
-    >"$LOGS/cluster-create.log" 2>&1 || die "redis-cli --cluster create failed (see $LOGS/cluster-create.log)"
-  local deadline=$(($(now_ms) + 30000))
-  until cluster_ok_everywhere; do
-    [[ $(now_ms) -lt $deadline ]] || die "the Redis Cluster did not reach cluster_state:ok within 30 s"
-    sleep 0.1
-  done
-  CLUSTER_URLS="$(IFS=,; echo "${urls[*]}")"
+  CLUSTER_UP=1
+  # On failure the library prints the reason and redis-cli's output (kept in
+  # $TMP/cluster-create.log) on stderr; on success that output is kept with the logs.
+  redis_cluster_start "$TMP" 2>>"$LOGS/cluster-create.log" ||
+    die "the Redis Cluster did not form (see $LOGS/cluster-create.log and $LOGS/redis-*.log)"
+  cat "$TMP/cluster-create.log" >>"$LOGS/cluster-create.log"
+  CLUSTER_URLS=$REDIS_CLUSTER_URLS
   # A scratch redis-server (no persistence) that the dump copies every key into.
   redis-server --bind 127.0.0.1 --port "$SCRATCH_PORT" --save '' --appendonly no \
     --dir "$TMP" --daemonize no --logfile "$LOGS/redis-scratch.log" &
-  CPID[$SCRATCH_PORT]=$!
-  deadline=$(($(now_ms) + 15000))
+  SCRATCH_PID=$!
+  local deadline=$(($(now_ms) + 15000))
   until [[ "$(ccli "$SCRATCH_PORT" ping 2>/dev/null)" == PONG ]]; do
     [[ $(now_ms) -lt $deadline ]] || die "the scratch redis-server did not answer PING within 15 s"
     sleep 0.05
@@ -869,9 +851,7 @@ phase_primary() {
   [[ -n "$replica" ]] || die "primary :$victim has no replica"
   event fault "primary :$victim killed"
   killed=$(now_ms)
-  kill -KILL "${CPID[$victim]}"
-  wait "${CPID[$victim]}" 2>/dev/null || true
-  unset "CPID[$victim]"
+  redis_cluster_node_kill "$victim" KILL || die "primary :$victim still runs after SIGKILL"
   # The replica is promoted once the others agree the primary failed (node timeout) and it
   # wins the election.
   while :; do
@@ -884,7 +864,7 @@ phase_primary() {
   event fault "replica :$replica promoted"
   PHASE_NOTES+=("primary :$victim SIGKILLed; its replica :$replica promoted and the cluster ok again after $((promoted_at - killed)) ms")
   sleep 2
-  cnode_start "$victim"
+  redis_cluster_node_start "$victim" || die "could not start node :$victim again (see $LOGS/redis-$victim.log)"
   local deadline=$(($(now_ms) + 30000))
   until [[ "$(ccli "$victim" role 2>/dev/null | sed -n '1p;4p' | tr '\n' ' ')" == "slave connected " ]]; do
     [[ $(now_ms) -lt $deadline ]] || die "the restarted node :$victim did not rejoin as a synced replica within 30 s"

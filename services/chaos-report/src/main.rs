@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use chaos_report::{check, plot, table, verify};
+use chaos_report::{check, percentiles, plot, table, verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +35,9 @@ enum Command {
     Check(check::Args),
     /// Draw requests per second per replica over time with the faults marked (SVG and PNG).
     Plot(plot::Args),
+    /// Print percentiles and the maximum of whole numbers read from a file or stdin (HDR
+    /// histogram, 3 significant figures), on one line separated by spaces.
+    Percentiles(percentiles::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +89,10 @@ fn run() -> Result<ExitCode> {
         }
         Command::Plot(args) => {
             plot::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Percentiles(args) => {
+            println!("{}", percentiles::run(&args)?);
             Ok(ExitCode::SUCCESS)
         }
     }

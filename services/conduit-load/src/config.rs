@@ -103,6 +103,11 @@ pub struct Cli {
     #[arg(long, env = "CONDUIT_LOAD_ATTEMPTS", default_value_t = 5)]
     pub attempts: u32,
 
+    /// Attempts per read (default: --attempts). 1 counts every failed read attempt as a failed
+    /// request, to check that a proxy in front hides replicas going away by itself.
+    #[arg(long, env = "CONDUIT_LOAD_READ_ATTEMPTS")]
+    pub read_attempts: Option<u32>,
+
     /// Seconds a write answered 409 (its idempotency key still in flight elsewhere) keeps
     /// being retried; longer than the API's idempotency lease, so a write caught by a replica
     /// that died mid-request still gets its answer.
@@ -155,6 +160,9 @@ impl Cli {
         }
         if self.attempts == 0 {
             return Err("--attempts must be at least 1".into());
+        }
+        if self.read_attempts == Some(0) {
+            return Err("--read-attempts must be at least 1".into());
         }
         if self.tags.iter().all(|t| t.trim().is_empty()) {
             return Err("--tags needs at least one tag".into());

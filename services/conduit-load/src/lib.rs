@@ -212,6 +212,7 @@ impl Run {
         let stats = Arc::new(Stats::default());
         let policy = RetryPolicy {
             max_attempts: cli.attempts,
+            max_read_attempts: cli.read_attempts.unwrap_or(cli.attempts),
             in_flight_wait: Duration::from_secs_f64(cli.in_flight_wait),
             ..RetryPolicy::default()
         };

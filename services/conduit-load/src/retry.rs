@@ -61,8 +61,11 @@ pub enum Decision {
 /// Bounded exponential backoff.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    /// Total attempts, the first one included (at least 1).
+    /// Total attempts of a write, the first one included (at least 1).
     pub max_attempts: u32,
+    /// Total attempts of a read, the first one included (at least 1); 1 makes every failed
+    /// read attempt a failed request, for checks that a proxy hides failures by itself.
+    pub max_read_attempts: u32,
     /// Pause after the first failed attempt; doubled after each further one.
     pub base: Duration,
     /// Upper bound of a pause.
@@ -79,6 +82,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 5,
+            max_read_attempts: 5,
             base: Duration::from_millis(50),
             cap: Duration::from_millis(1000),
             in_flight_wait: Duration::from_secs(12),
@@ -92,7 +96,8 @@ impl RetryPolicy {
     /// `attempt` counts the attempts so far that were not a write's 409 (1-based); `elapsed` is
     /// the time since the first attempt started.
     ///
-    /// Both retry a connect error, 502 and 503, up to `max_attempts`. Writes also retry a timeout
+    /// Both retry a connect error, 502 and 503, writes up to `max_attempts`, reads up to
+    /// `max_read_attempts`. Writes also retry a timeout
     /// (the key makes that safe), and a 409 (the same key is still in flight elsewhere) every
     /// `in_flight_pause` for as long as `in_flight_wait`, without using up attempts. A read that
     /// timed out is counted as failed rather than repeated, so a slow replica shows up in the
@@ -114,7 +119,12 @@ impl RetryPolicy {
                 Decision::Done
             };
         }
-        if attempt >= self.max_attempts {
+        let limit = if is_write {
+            self.max_attempts
+        } else {
+            self.max_read_attempts
+        };
+        if attempt >= limit {
             return Decision::Done;
         }
         let retryable = match outcome {
@@ -144,6 +154,7 @@ mod tests {
     fn policy() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 4,
+            max_read_attempts: 4,
             base: Duration::from_millis(10),
             cap: Duration::from_millis(50),
             in_flight_wait: Duration::from_secs(2),
@@ -238,6 +249,19 @@ mod tests {
             policy().decide(true, Attempt::Connect, 4, T0),
             Decision::Done
         );
+    }
+
+    #[test]
+    fn reads_stop_at_their_own_attempt_limit() {
+        let p = RetryPolicy {
+            max_read_attempts: 1,
+            ..policy()
+        };
+        assert_eq!(p.decide(false, Attempt::Status(502), 1, T0), Decision::Done);
+        assert!(matches!(
+            p.decide(true, Attempt::Status(502), 1, T0),
+            Decision::RetryAfter(_)
+        ));
     }
 
     #[test]
