@@ -16,12 +16,15 @@ fn redis_url() -> String {
         .expect("CONDUIT_TEST_REDIS_URL is not set: run the tests with scripts/test.sh")
 }
 
+/// A key prefix no other test or earlier run of this one uses: the process id, a counter within
+/// the process, and the time (a free port number, used before, can come back within one run).
 fn unique_prefix() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port");
-    format!("checktest-{}-{port}", std::process::id())
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("checktest-{}-{n}-{nanos:x}", std::process::id())
 }
 
 fn spawn_replica(prefix: &str) -> String {

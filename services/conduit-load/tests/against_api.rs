@@ -2,7 +2,6 @@
 //! (built in-process from the `conduit_api` library), driven round-robin without a proxy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -27,13 +26,6 @@ const KEYS: &str = "loadtest1:0123456789abcdef0123456789abcdef0123";
 fn redis_url() -> String {
     std::env::var("CONDUIT_TEST_REDIS_URL")
         .expect("CONDUIT_TEST_REDIS_URL is not set: run the tests with scripts/test.sh")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
 }
 
 /// Replicas log nowhere, but their trace layer is on, so `X-Trace-Id` shows the trace they used.
@@ -79,8 +71,15 @@ fn spawn_replica(redis_url: &str, prefix: &str, name: &str) -> String {
     url
 }
 
+/// A key prefix no other test uses: the process id, a counter within the process, and the time
+/// (a free port number, used before, can come back within one run).
 fn unique_prefix() -> String {
-    format!("loadtest-{}-{}", std::process::id(), free_port())
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("loadtest-{}-{n}-{nanos:x}", std::process::id())
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {
