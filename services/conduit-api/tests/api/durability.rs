@@ -52,15 +52,27 @@ fn redis_server(extra: &[&str]) -> Server {
     panic!("redis-server did not start on port {port}");
 }
 
-fn info_replication(port: u16) -> String {
-    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+fn connection(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
         .get_connection()
-        .unwrap();
+        .unwrap()
+}
+
+fn info_replication(port: u16) -> String {
     redis::cmd("INFO")
         .arg("replication")
-        .query(&mut con)
+        .query(&mut connection(port))
         .unwrap()
+}
+
+/// A replica of the API on the single Redis at `port`, whose writes wait for one replica.
+async fn app_waiting_for_a_replica(port: u16, name: &str) -> crate::helpers::TestApp {
+    let mut config = test_config(&unique_prefix(), name);
+    config.redis_url = format!("redis://127.0.0.1:{port}");
+    config.redis_cluster_urls = None;
+    config.redis_min_replicas = Some(1);
+    spawn_with(config).await
 }
 
 #[tokio::test]
@@ -81,11 +93,7 @@ async fn readiness_says_whether_writes_wait_for_replicas() {
 async fn a_primary_without_a_replica_keeps_taking_writes_and_readiness_says_so() {
     // Arrange: a Redis of its own with no replica, and a replica that wants one.
     let primary = redis_server(&[]);
-    let mut config = test_config(&unique_prefix(), "alone");
-    config.redis_url = format!("redis://127.0.0.1:{}", primary.1);
-    config.redis_cluster_urls = None;
-    config.redis_min_replicas = Some(1);
-    let app = spawn_with(config).await;
+    let app = app_waiting_for_a_replica(primary.1, "alone").await;
     // Act
     let token = app.register("jake").await;
     let slug = app.create_article(&token, "Still written", &[]).await;
@@ -110,10 +118,7 @@ async fn a_replica_still_in_its_first_full_sync_does_not_hold_up_writes() {
         "--rdb-key-save-delay",
         "1000000",
     ]);
-    let mut con = redis::Client::open(format!("redis://127.0.0.1:{}", primary.1))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut con = connection(primary.1);
     for n in 0..60 {
         let _: () = redis::cmd("SET")
             .arg(format!("filler:{n}"))
@@ -135,11 +140,7 @@ async fn a_replica_still_in_its_first_full_sync_does_not_hold_up_writes() {
         "the replica did not attach: {}",
         info_replication(primary.1)
     );
-    let mut config = test_config(&unique_prefix(), "syncing");
-    config.redis_url = format!("redis://127.0.0.1:{}", primary.1);
-    config.redis_cluster_urls = None;
-    config.redis_min_replicas = Some(1);
-    let app = spawn_with(config).await;
+    let app = app_waiting_for_a_replica(primary.1, "syncing").await;
     // Act
     let token = app.register("jake").await;
     let slug = app
@@ -164,10 +165,7 @@ async fn a_write_its_attached_replica_did_not_acknowledge_is_503_and_the_retry_c
     let primary = redis_server(&["--repl-diskless-sync-delay", "0"]);
     let replica = redis_server(&["--replicaof", "127.0.0.1", &primary.1.to_string()]);
     // Online, and acknowledging: a write made now reaches it (`WAIT` answers 1).
-    let mut con = redis::Client::open(format!("redis://127.0.0.1:{}", primary.1))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut con = connection(primary.1);
     let mut acknowledging = false;
     for _ in 0..100 {
         let _: () = redis::cmd("SET")
@@ -187,11 +185,7 @@ async fn a_write_its_attached_replica_did_not_acknowledge_is_503_and_the_retry_c
         "the replica did not acknowledge writes within 15 s: {}",
         info_replication(primary.1)
     );
-    let mut config = test_config(&unique_prefix(), "careful");
-    config.redis_url = format!("redis://127.0.0.1:{}", primary.1);
-    config.redis_cluster_urls = None;
-    config.redis_min_replicas = Some(1);
-    let app = spawn_with(config).await;
+    let app = app_waiting_for_a_replica(primary.1, "careful").await;
     let token = app.register("jake").await;
     let body = json!({"article": {"title": "Durable", "description": "d", "body": "b"}});
     let post = || {
