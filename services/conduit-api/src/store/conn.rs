@@ -70,9 +70,13 @@ impl Connector {
             RedisTarget::Single(url) => Self::Single {
                 client: redis::Client::open(url.as_str())
                     .map_err(|e| anyhow!("invalid REDIS_URL: {e}"))?,
+                // The store bounds every exchange by `timeout` itself. The client's own reply
+                // timeout is twice that, so it never fires first: an I/O error the client
+                // returns within the store's bound is then about the connection, never a reply
+                // that was late (see `Store::never_sent`).
                 config: ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout * 2))
                     .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_millis(200)),

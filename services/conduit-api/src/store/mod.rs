@@ -240,13 +240,13 @@ impl Store {
             ]
         });
         let mut conn = self.conn.clone();
-        match self.bounded_once(pipe.query_async::<T>(&mut conn)).await {
-            Err(err) if err.is_connection_dropped() => {
-                // A connection Redis dropped (a restart) reconnects on its next use; the
-                // command never reached Redis, so it is sent once more.
+        match self.within_timeout(pipe.query_async::<T>(&mut conn)).await {
+            Some(Err(err)) if self.never_sent(&err) => {
+                // The connection failed, not the command; the failure has started a new
+                // connection, and the command goes once more, on it.
                 self.bounded(span, pipe.query_async::<T>(&mut conn)).await
             }
-            first => self.finish(span, first),
+            first => self.finish(span, first.unwrap_or_else(|| Err(self.timed_out()))),
         }
     }
 
@@ -294,34 +294,48 @@ impl Store {
         });
         let mut conn = self.conn.clone();
         match self
-            .bounded_once(invocation.invoke_async::<T>(&mut conn))
+            .within_timeout(invocation.invoke_async::<T>(&mut conn))
             .await
         {
-            Err(err) if err.is_connection_dropped() => {
+            Some(Err(err)) if self.never_sent(&err) => {
                 self.bounded(span, invocation.invoke_async::<T>(&mut conn))
                     .await
             }
-            first => self.finish(span, first),
+            first => self.finish(span, first.unwrap_or_else(|| Err(self.timed_out()))),
         }
     }
 
-    /// Awaits one Redis exchange within the timeout, leaving the error as Redis gave it.
-    async fn bounded_once<T>(
+    /// Whether a first attempt failed before its command could reach Redis, so that sending
+    /// it again cannot apply it twice:
+    /// - a connection Redis closed or refused (a restart);
+    /// - on a single Redis, any I/O error of the connection: it keeps the outcome of its last
+    ///   attempt to connect (a refusal, a timeout toward an address that stopped answering, a
+    ///   name that did not resolve) and hands it to the next command, which starts a new
+    ///   attempt. A reply that is late is the store's own timeout instead, never sent again.
+    fn never_sent(&self, err: &redis::RedisError) -> bool {
+        err.is_connection_dropped()
+            || matches!(self.conn, RedisConn::Single(_)) && err.is_io_error()
+    }
+
+    /// Awaits one Redis exchange within the timeout, leaving the error as Redis gave it; `None`
+    /// when the timeout passed first.
+    async fn within_timeout<T>(
         &self,
         exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> redis::RedisResult<T> {
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(redis::RedisError::from((
-                ErrorKind::Io,
-                "redis did not answer within the timeout",
-                format!("{:?}", self.timeout),
-            ))),
-        }
+    ) -> Option<redis::RedisResult<T>> {
+        tokio::time::timeout(self.timeout, exchange).await.ok()
     }
 
-    /// Turns the outcome of [`bounded_once`](Self::bounded_once) into the store's result; a
-    /// failure also fails `span`.
+    /// The error of an exchange that did not finish within the timeout.
+    fn timed_out(&self) -> redis::RedisError {
+        redis::RedisError::from((
+            ErrorKind::Io,
+            "redis did not answer within the timeout",
+            format!("{:?}", self.timeout),
+        ))
+    }
+
+    /// Turns the outcome of an exchange into the store's result; a failure also fails `span`.
     fn finish<T>(&self, mut span: SpanGuard, outcome: redis::RedisResult<T>) -> StoreResult<T> {
         outcome.map_err(|err| {
             span.fail(err.to_string());
@@ -336,7 +350,8 @@ impl Store {
         span: SpanGuard,
         exchange: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> StoreResult<T> {
-        self.finish(span, self.bounded_once(exchange).await)
+        let outcome = self.within_timeout(exchange).await;
+        self.finish(span, outcome.unwrap_or_else(|| Err(self.timed_out())))
     }
 
     /// Runs a step script that answers `{'ok', value}` / `{'err', code, ..}`.

@@ -104,6 +104,41 @@ async fn requests_fail_fast_with_503_while_redis_is_down_and_recover_after() {
     assert!(recovered, "the replica recovered by itself");
 }
 
+#[tokio::test]
+async fn the_first_request_after_redis_answers_again_succeeds_though_the_last_connection_attempt_timed_out(
+) {
+    // Arrange: Redis's address stops answering, as a restarted container's address does while
+    // its neighbours still hold its old link address: connection attempts time out rather than
+    // being refused. Here a listener that never accepts, its one-place backlog taken.
+    let port = free_port();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+    let silent = socket.listen(0).unwrap();
+    let queued = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut config = test_config(&unique_prefix(), "patient");
+    config.redis_url = format!("redis://127.0.0.1:{port}");
+    config.redis_cluster_urls = None;
+    config.redis_timeout_ms = 300;
+    let app = spawn_with(config).await;
+    let while_silent = app.get("/readyz", None).await;
+    // The replica's own attempts (the first and its retry) run out too, so what its connection
+    // holds now is a failed attempt.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Act: Redis answers on that address again; one request, no warm-up.
+    drop(queued);
+    drop(silent);
+    let mut redis = start_redis(port);
+    let first = app.get("/readyz", None).await;
+    let _ = redis.kill();
+    let _ = redis.wait();
+
+    // Assert: the failed attempt was not handed to the request: it got a fresh one.
+    assert_eq!(while_silent.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+}
+
 /// A free port below 55536 whose cluster bus port (port + 10000) is free too.
 fn free_cluster_port() -> u16 {
     loop {
