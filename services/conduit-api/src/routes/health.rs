@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::state::AppState;
-use crate::store::ReplicaState;
+use crate::store::{ReplicaState, StoreError};
 
 /// Set once SIGTERM arrives; readiness turns 503 while the replica keeps serving.
 #[derive(Debug, Clone, Default)]
@@ -83,16 +83,20 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                     body.replicas = Some("missing");
                     body.primaries_without_replica = nodes;
                 }
-                Err(err) => {
-                    log::warn!("readiness check failed error={err}");
-                    return HttpResponse::ServiceUnavailable().json(health(&state, "unavailable"));
-                }
+                Err(err) => return not_ready(&state, err),
             }
             HttpResponse::Ok().json(body)
         }
-        Err(err) => {
-            log::warn!("readiness check failed error={err}");
-            HttpResponse::ServiceUnavailable().json(health(&state, "unavailable"))
-        }
+        Err(err) => not_ready(&state, err),
     }
+}
+
+/// 503 `unavailable`, logging why (a refused connection, a timeout, a name that does not
+/// resolve), so an operator sees more than "unavailable".
+fn not_ready(state: &AppState, err: StoreError) -> HttpResponse {
+    let cause = std::error::Error::source(&err)
+        .map(|cause| format!(": {cause}"))
+        .unwrap_or_default();
+    log::warn!("readiness check failed error={err}{cause}");
+    HttpResponse::ServiceUnavailable().json(health(state, "unavailable"))
 }
