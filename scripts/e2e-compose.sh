@@ -225,7 +225,6 @@ distinct_replicas() {
         ((i % 10 == 9)) && sleep 0.5
     done
     SEEN="${!seen[*]}"
-    REQUESTS=$((i + 1))
     ((${#seen[@]} >= want))
 }
 check_acknowledged_articles_listed() {
