@@ -304,24 +304,13 @@ cluster_start() {
     sleep 0.05
   done
 }
-# The dump of a cluster: every key of every primary is copied (MIGRATE ... COPY) into the
-# empty scratch Redis, and the same Lua as for one Redis runs there. No EVAL on a cluster node
-# could do it: a node may only touch keys of the slots it serves.
+# The dump of a cluster, through the scratch Redis (scripts/lib/cluster-dump.sh).
+source "$ROOT/scripts/lib/cluster-dump.sh"
+scratch_cli() { ccli "$SCRATCH_PORT" "$@"; }
 dump_cluster() {
-  local out=$1 port want=0 n bad
-  ccli "$SCRATCH_PORT" flushall >/dev/null
-  for port in $(cluster_primaries); do
-    n=$(ccli "$port" dbsize)
-    want=$((want + n))
-    ccli "$port" --scan --pattern "$PREFIX:*" |
-      awk -v p="$SCRATCH_PORT" '{ print "MIGRATE 127.0.0.1 " p " \"" $0 "\" 0 5000 COPY REPLACE" }' |
-      ccli "$port" >"$TMP/migrate.out" 2>&1
-    bad=$(grep -cvx 'OK' "$TMP/migrate.out" || true)
-    [[ "$bad" -eq 0 ]] || die "copying the keys of primary :$port failed: $(grep -vx OK "$TMP/migrate.out" | head -3)"
-  done
-  n=$(ccli "$SCRATCH_PORT" dbsize)
-  [[ "$n" -eq "$want" ]] || die "the dump copied $n keys, the primaries hold $want"
-  ccli "$SCRATCH_PORT" --raw EVAL "$(cat "$ROOT/scripts/chaos-dump.lua")" 0 "$PREFIX" >"$out"
+  # shellcheck disable=SC2046 # one argument per primary port
+  cluster_dump "$1" "$PREFIX" ccli scratch_cli 127.0.0.1 "$SCRATCH_PORT" $(cluster_primaries) ||
+    die "the cluster dump failed (see above)"
 }
 
 # ---------------------------------------------------------------------------------------------

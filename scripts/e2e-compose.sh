@@ -313,12 +313,22 @@ cluster_shape() {
     [[ $CLUSTER_SHAPE == "3 primaries with slots (3 with a replica), 3 replicas, 0 failed" &&
         $(cluster_field cluster_state) == ok ]]
 }
-# The dump of a cluster (as in scripts/chaos.sh --cluster): every key of every primary is copied
-# (MIGRATE ... COPY) into an empty scratch Redis beside the nodes, and scripts/chaos-dump.lua runs
-# there. No EVAL on a cluster node could do it: a node may only touch keys of the slots it serves.
+# The dump of a cluster, through a scratch Redis beside the nodes (scripts/lib/cluster-dump.sh);
+# redis-cli runs in the client node's container, as the nodes' addresses are the network's.
+source "$ROOT/scripts/lib/cluster-dump.sh"
 SCRATCH=
+node_cli() {
+    local ip=$1
+    shift
+    if (($#)); then
+        podman exec "$CLIENT_NODE" redis-cli -h "$ip" "$@"
+    else
+        podman exec -i "$CLIENT_NODE" redis-cli -h "$ip"
+    fi
+}
+scratch_cli() { podman exec "$SCRATCH" redis-cli "$@" | tr -d '\r'; }
 dump_cluster() {
-    local out=$1 ip scratch_ip want=0 n bad network
+    local network
     if [[ -z $SCRATCH ]]; then
         SCRATCH="${PROJECT}_dump-scratch_1"
         network=$(podman inspect --format '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$CLIENT_NODE" | awk '{ print $1 }')
@@ -326,24 +336,11 @@ dump_cluster() {
         podman run -d --name "$SCRATCH" --label "io.podman.compose.project=$PROJECT" --network "$network" \
             "$REDIS_IMAGE" redis-server --port 6379 --protected-mode no --save '' --appendonly no \
             >>"$COMPOSE_LOG" 2>&1 || { log "could not start the scratch Redis"; return 1; }
-        wait_until 15 "the scratch Redis" test "$(podman exec "$SCRATCH" redis-cli PING 2>/dev/null | tr -d '\r')" = PONG ||
-            return 1
+        wait_until 15 "the scratch Redis" test "$(scratch_cli PING 2>/dev/null)" = PONG || return 1
     fi
-    scratch_ip=$(node_ip "$SCRATCH")
-    podman exec "$SCRATCH" redis-cli FLUSHALL >/dev/null
-    for ip in $(serving_primaries); do
-        n=$(ncli -h "$ip" DBSIZE)
-        want=$((want + n))
-        ncli -h "$ip" --scan --pattern "$PREFIX:*" |
-            awk -v ip="$scratch_ip" '{ print "MIGRATE " ip " 6379 \"" $0 "\" 0 5000 COPY REPLACE" }' |
-            podman exec -i "$CLIENT_NODE" redis-cli -h "$ip" | tr -d '\r' >"$TMP/migrate.out" 2>&1
-        bad=$(grep -cvx 'OK' "$TMP/migrate.out" || true)
-        [[ $bad == 0 ]] || { log "copying the keys of primary $ip failed: $(grep -vx OK "$TMP/migrate.out" | head -n 3)"; return 1; }
-    done
-    n=$(podman exec "$SCRATCH" redis-cli DBSIZE | tr -d '\r')
-    [[ $n == "$want" ]] || { log "the dump copied $n keys, the primaries hold $want"; return 1; }
-    podman exec "$SCRATCH" redis-cli --raw EVAL "$(cat "$ROOT/scripts/chaos-dump.lua")" 0 "$PREFIX" |
-        tr -d '\r' >"$out"
+    # shellcheck disable=SC2046 # one argument per primary address
+    cluster_dump "$1" "$PREFIX" node_cli scratch_cli "$(node_ip "$SCRATCH")" 6379 $(serving_primaries) ||
+        return 1
 }
 readyz_modes() {
     # readyz_modes N: GETs /readyz N times through nginx; sets MODES ("replica=mode ...") and
