@@ -16,15 +16,8 @@ fn redis_url() -> String {
         .expect("CONDUIT_TEST_REDIS_URL is not set: run the tests with scripts/test.sh")
 }
 
-/// A key prefix no other test or earlier run of this one uses: the process id, a counter within
-/// the process, and the time (a free port number, used before, can come back within one run).
 fn unique_prefix() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("checktest-{}-{n}-{nanos:x}", std::process::id())
+    conduit_api::testing::unique_prefix("checktest")
 }
 
 fn spawn_replica(prefix: &str) -> String {

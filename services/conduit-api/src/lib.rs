@@ -17,6 +17,7 @@
 //! - [`idempotency`]: the `Idempotency-Key` middleware.
 //! - [`routes`]: one file per API resource, each handler's whole story.
 //! - [`store`]: the only code that talks to Redis; key names in `store::keys`.
+//! - `testing`: helpers the workspace's test suites share (hidden from the docs).
 
 pub mod access;
 pub mod auth;
@@ -31,6 +32,8 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::{Cli, Command, Config};
 pub use startup::Application;

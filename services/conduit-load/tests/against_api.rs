@@ -71,15 +71,8 @@ fn spawn_replica(redis_url: &str, prefix: &str, name: &str) -> String {
     url
 }
 
-/// A key prefix no other test uses: the process id, a counter within the process, and the time
-/// (a free port number, used before, can come back within one run).
 fn unique_prefix() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("loadtest-{}-{n}-{nanos:x}", std::process::id())
+    conduit_api::testing::unique_prefix("loadtest")
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {

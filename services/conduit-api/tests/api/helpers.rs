@@ -112,19 +112,7 @@ pub fn fingerprints(method: &str, path: &str, body: &[u8]) -> Vec<String> {
 }
 
 pub fn unique_prefix() -> String {
-    format!("test-{:016x}", rand_u64())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish()
+    conduit_api::testing::unique_prefix("test")
 }
 
 /// A running replica and a client for it.
