@@ -239,15 +239,10 @@ impl Store {
                 KeyValue::new("db.operation", commands),
             ]
         });
-        let mut conn = self.conn.clone();
-        match self.within_timeout(pipe.query_async::<T>(&mut conn)).await {
-            Some(Err(err)) if self.never_sent(&err) => {
-                // The connection failed, not the command; the failure has started a new
-                // connection, and the command goes once more, on it.
-                self.bounded(span, pipe.query_async::<T>(&mut conn)).await
-            }
-            first => self.finish(span, first.unwrap_or_else(|| Err(self.timed_out()))),
-        }
+        self.send(span, |mut conn| async move {
+            pipe.query_async::<T>(&mut conn).await
+        })
+        .await
     }
 
     /// Runs pipelines of different slots at once: one wave of round trips, and one round trip
@@ -292,14 +287,25 @@ impl Store {
                 KeyValue::new("db.script", name),
             ]
         });
-        let mut conn = self.conn.clone();
-        match self
-            .within_timeout(invocation.invoke_async::<T>(&mut conn))
-            .await
-        {
+        self.send(span, |mut conn| async move {
+            invocation.invoke_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    /// Makes one exchange within the timeout, and once more, on a fresh connection, when the
+    /// first attempt failed before its command could reach Redis ([`never_sent`](Self::never_sent));
+    /// a failure also fails `span`.
+    async fn send<T, Attempt, Exchange>(&self, span: SpanGuard, attempt: Attempt) -> StoreResult<T>
+    where
+        Attempt: Fn(RedisConn) -> Exchange,
+        Exchange: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match self.within_timeout(attempt(self.conn.clone())).await {
             Some(Err(err)) if self.never_sent(&err) => {
-                self.bounded(span, invocation.invoke_async::<T>(&mut conn))
-                    .await
+                // The connection failed, not the command; the failure has started a new
+                // connection, and the command goes once more, on it.
+                self.bounded(span, attempt(self.conn.clone())).await
             }
             first => self.finish(span, first.unwrap_or_else(|| Err(self.timed_out()))),
         }
