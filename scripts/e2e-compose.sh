@@ -318,10 +318,11 @@ cluster_shape() {
 source "$ROOT/scripts/lib/cluster-dump.sh"
 SCRATCH=
 node_cli() {
+    # node_cli IP [ARGS...]: ncli against the node at IP; with no ARGS, commands from stdin.
     local ip=$1
     shift
     if (($#)); then
-        podman exec "$CLIENT_NODE" redis-cli -h "$ip" "$@"
+        ncli -h "$ip" "$@"
     else
         podman exec -i "$CLIENT_NODE" redis-cli -h "$ip"
     fi
