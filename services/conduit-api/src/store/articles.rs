@@ -117,6 +117,10 @@ const LIST_FIELDS: [&str; 9] = [
     "favorites",
 ];
 
+/// Ids the unfiltered list reads from each global-index bucket beyond the bucket's share of the
+/// page, for gaps that deletions leave (`newest_of_all`).
+const BUCKET_MARGIN: u64 = 2;
+
 /// How many other slugs a new article tries before its base slug gets its id appended.
 const SLUG_TRIES: usize = 3;
 
@@ -585,30 +589,90 @@ impl Store {
         Ok((ids, total))
     }
 
-    /// The newest articles of the whole site: the top `offset + limit` of each global-index
-    /// bucket, merged; one wave of [`ARTICLE_BUCKETS`] small pipelines.
+    /// The newest articles of the whole site, from the global-index buckets, and their number.
+    ///
+    /// Ids are handed out in order and an article's bucket is its id mod [`ARTICLE_BUCKETS`], so
+    /// the newest `offset + limit` ids fall nearly evenly on the buckets. The first wave reads
+    /// each bucket's size and its share of the page plus [`BUCKET_MARGIN`]; a bucket that may
+    /// hide a wanted id (deletions left it holding more of the newest than that) is read further
+    /// in a second wave, so the page is exact either way. Ids read: about `offset + limit + 32`,
+    /// where reading the whole page from every bucket would be 16 times `offset + limit`.
     async fn newest_of_all(&self, limit: u64, offset: u64) -> StoreResult<(Vec<String>, u64)> {
+        let wanted = offset + limit;
+        let first = (wanted.div_ceil(ARTICLE_BUCKETS) + BUCKET_MARGIN).min(wanted);
         let pipes: Vec<redis::Pipeline> = (0..ARTICLE_BUCKETS)
             .map(|bucket| {
                 let key = self.keys.articles_bucket(bucket);
                 let mut pipe = redis::pipe();
                 pipe.cmd("ZCARD").arg(&key);
-                pipe.cmd("ZREVRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg((offset + limit).max(1) - 1);
+                if first > 0 {
+                    pipe.cmd("ZREVRANGE").arg(&key).arg(0).arg(first - 1);
+                }
                 pipe
             })
             .collect();
         let replies = self.query_many("ZCARD ZREVRANGE", &pipes).await?;
         let mut total = 0u64;
-        let mut all = Vec::new();
+        // Per bucket: its size and the ids read from it, ascending.
+        let mut buckets = Vec::with_capacity(replies.len());
         for reply in replies {
             let mut reply = reply.into_iter();
-            total += int(reply.next().unwrap_or(Value::Int(0)))?.max(0) as u64;
-            all.extend(ids_of(reply.next().unwrap_or(Value::Nil))?);
+            let size = int(reply.next().unwrap_or(Value::Int(0)))?.max(0) as u64;
+            total += size;
+            let ids = match reply.next() {
+                Some(value) => ids_of(value)?,
+                None => Vec::new(),
+            };
+            buckets.push((size, ids));
         }
+        let mut all: Vec<u64> = buckets
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
         all.sort_unstable_by(|a, b| b.cmp(a));
+        // The `wanted`-th newest id read so far: a bucket whose oldest id read is older than it
+        // holds no other id of the page. Without it (fewer ids read), every cut bucket may.
+        let cutoff = (wanted as usize)
+            .checked_sub(1)
+            .and_then(|i| all.get(i).copied());
+        let further: Vec<(u64, u64, u64)> = buckets
+            .iter()
+            .enumerate()
+            .filter_map(|(bucket, (size, ids))| {
+                let read = ids.len() as u64;
+                let oldest = *ids.first()?;
+                let cut = read < (*size).min(wanted);
+                (cut && cutoff.is_none_or(|c| oldest > c)).then_some((
+                    bucket as u64,
+                    oldest,
+                    wanted - read,
+                ))
+            })
+            .collect();
+        if !further.is_empty() {
+            // By score (the id), below the oldest id read: an article added in between
+            // moves no rank and is not read twice.
+            let pipes: Vec<redis::Pipeline> = further
+                .iter()
+                .map(|&(bucket, oldest, count)| {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("ZRANGE")
+                        .arg(self.keys.articles_bucket(bucket))
+                        .arg(format!("({oldest}"))
+                        .arg("-inf")
+                        .arg("BYSCORE")
+                        .arg("REV")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(count);
+                    pipe
+                })
+                .collect();
+            for reply in self.query_many("ZRANGE", &pipes).await? {
+                all.extend(ids_of(reply.into_iter().next().unwrap_or(Value::Nil))?);
+            }
+            all.sort_unstable_by(|a, b| b.cmp(a));
+        }
         let ids = all
             .into_iter()
             .skip(offset as usize)

@@ -138,6 +138,62 @@ async fn lists_are_newest_first_paged_and_counted() {
     }
 }
 
+/// The unfiltered list reads each of the global index's 16 buckets (id mod 16) only for its
+/// share of the page, and reads further where deletions left one bucket holding more of the
+/// newest articles than that: here all 4 of a 4-article page.
+#[tokio::test]
+async fn the_unfiltered_list_is_exact_when_one_bucket_holds_the_whole_page() {
+    let app = spawn_app().await;
+    let token = app.register("jake").await;
+    for i in 0..64 {
+        app.create_article(&token, &format!("a{i}"), &[]).await;
+    }
+    let mut stored: Vec<(u64, String)> = app
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(":{a:") && k.ends_with(":article"))
+        .map(|k| {
+            let (id, slug): (u64, String) =
+                app.redis_cmd(redis::cmd("HMGET").arg(&k).arg("id").arg("slug"));
+            (id, slug)
+        })
+        .collect();
+    stored.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+    assert_eq!(stored.len(), 64);
+    let bucket = stored[0].0 % 16;
+    let kept: Vec<&(u64, String)> = stored.iter().filter(|(id, _)| id % 16 == bucket).collect();
+    let oldest_kept = kept[3].0;
+    let mut left = stored.len();
+    for (id, slug) in &stored {
+        if *id > oldest_kept && id % 16 != bucket {
+            left -= 1;
+            let reply = app
+                .delete(&format!("/api/articles/{slug}"), Some(&token))
+                .await;
+            assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+        }
+    }
+    let newest: Vec<String> = kept[..4].iter().map(|(_, slug)| slug.clone()).collect();
+    let page = app.get("/api/articles?limit=4", None).await.body;
+    assert_eq!(slugs(&page), newest);
+    assert_eq!(page["articlesCount"], left);
+    let page = app
+        .get("/api/articles?limit=2&offset=2", Some(&token))
+        .await
+        .body;
+    assert_eq!(slugs(&page), newest[2..]);
+    let page = app.get("/api/articles?limit=6", None).await.body;
+    let mut expected = newest.clone();
+    expected.extend(
+        stored
+            .iter()
+            .filter(|(id, _)| *id < oldest_kept)
+            .take(2)
+            .map(|(_, slug)| slug.clone()),
+    );
+    assert_eq!(slugs(&page), expected);
+}
+
 #[tokio::test]
 async fn the_page_size_is_capped_at_100() {
     let app = spawn_app().await;
