@@ -3,7 +3,8 @@
 # --compose, k8s-check). Source it after lib/common.sh; then call
 #
 #   podman_prereqs containers|kube
-#                             podman, runc, netavark + aardvark-dns (container DNS), and for
+#                             podman, runc, netavark + aardvark-dns (container DNS) + iptables
+#                             (container networks), and for
 #                             kube catatonit (the pause binary of `podman kube play`); installs
 #                             deploy/podman/containers.conf when the host's settings lack them
 #   podman_compose_on_path    puts podman-compose on PATH, installing the pinned version into a
@@ -37,6 +38,10 @@ podman_prereqs() {
     done
     podman_helper_found netavark || missing+=(netavark)
     podman_helper_found aardvark-dns || missing+=(aardvark-dns)
+    # Debian 12's netavark (1.4) sets up every container network with iptables, but its package
+    # does not depend on it: without it, every container fails to start ("netavark: No such
+    # file or directory").
+    command -v iptables >/dev/null 2>&1 || [[ -x /usr/sbin/iptables ]] || missing+=(iptables)
     if [[ $use == kube ]]; then
         podman_helper_found catatonit || missing+=(catatonit)
     fi
