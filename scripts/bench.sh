@@ -545,6 +545,20 @@ for ep in "${EP_KEYS[@]}"; do
 done
 NGINX_PIDS=()
 
+# The other two page requests the page-cost targets cover, on the direct replica: the list
+# without a token, and filtered by a tag (with the reader's token).
+declare -a PAGE_EXTRA=(list-anon list-tag)
+declare -A PAGE_PATH=([list-anon]='/api/articles?limit=20' [list-tag]='/api/articles?tag=redis&limit=20')
+APP_PIDS=("${PID_OF[direct]}")
+for pk in "${PAGE_EXTRA[@]}"; do
+  envs=(BENCH_MODE=get)
+  [[ $pk == list-tag ]] && envs+=("BENCH_TOKEN=$READER_TOKEN")
+  for ((r = 1; r <= ROUNDS; r++)); do
+    measure "$pk-direct#$r" "$API${PAGE_PATH[$pk]}" "${envs[@]}"
+  done
+  keep_best "$pk-direct"
+done
+
 # Requests per replica behind nginx, from the access logs, to show both replicas served.
 lb1_lines="$(grep -c 'conduit_api::access' "$WORK/lb-1.log" || true)"
 lb2_lines="$(grep -c 'conduit_api::access' "$WORK/lb-2.log" || true)"
@@ -645,6 +659,7 @@ redis_request() { # key -> one request to the direct replica, prints the status
     user) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/user" ;;
     list) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/articles?limit=20" ;;
     list-anon) curl -s -o /dev/null -w '%{http_code}' "$API/api/articles?limit=20" ;;
+    list-tag) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/articles?tag=redis&limit=20" ;;
     feed) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/articles/feed" ;;
     article) curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$API/api/articles/$SLUG" ;;
     comment | comment-idem)
@@ -659,10 +674,11 @@ redis_request() { # key -> one request to the direct replica, prints the status
   esac
 }
 
-declare -a COUNT_KEYS=(healthz readyz user list list-anon feed article comment comment-idem tags profile)
+declare -a COUNT_KEYS=(healthz readyz user list list-anon list-tag feed article comment comment-idem tags profile)
 declare -A COUNT_NAME=(
   [healthz]='GET /healthz' [readyz]='GET /readyz' [user]='GET /api/user'
   [list]='GET /api/articles?limit=20' [list-anon]='GET /api/articles?limit=20 (no token)'
+  [list-tag]='GET /api/articles?tag=redis&limit=20'
   [feed]='GET /api/articles/feed' [article]='GET /api/articles/:slug'
   [comment]='POST /api/articles/:slug/comments'
   [comment-idem]='POST /api/articles/:slug/comments + Idempotency-Key'
@@ -670,7 +686,7 @@ declare -A COUNT_NAME=(
 )
 # Round-trip limits from docs/DATA_MODEL.md (the ones stated there).
 declare -A RT_LIMIT=([user]=1 [list]=3 [list-anon]=3)
-declare -A RT=() CMDS=() CLIENT_CMDS=() LUA_CMDS=() CMD_MIX=()
+declare -A RT=() CMDS=() OWN_CMDS=() CLIENT_CMDS=() LUA_CMDS=() CMD_MIX=()
 # per NAME: per-request delta of a counter in $WORK/d, without the cost of the INFO call itself.
 per() {
   awk -v k="$1" -v n="$COUNT_REQS" 'NR == FNR { if ($1 == k) c = $2; next }
@@ -698,6 +714,8 @@ count() {
   snapshot_delta "$WORK/s0" "$WORK/s1" >"$WORK/d"
   RT[$key]="$(per @fg)"
   CMDS[$key]="$(per @commands)"
+  # The request's own commands: all of them but the background ones (see redis_snapshot).
+  OWN_CMDS[$key]="$(awk -v a="$(per @commands)" -v b="$(per @bg)" 'BEGIN { printf "%.1f", a - b }')"
   RT_MAX[$key]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
     $1 ~ /^@fg:/ { v = ($2 - c[$1]) / n; if (v > m) m = v } END { printf "%.1f", m }' "$WORK/cal" "$WORK/d")"
   CMD_MIX[$key]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
@@ -717,8 +735,11 @@ for ck in "${COUNT_KEYS[@]}"; do
   nap 0.3
   kill "$mon" 2>/dev/null || true
   wait "$mon" 2>/dev/null || true
-  LUA_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* lua\]' "$WORK/monitor-$ck" || true)"
-  CLIENT_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* 127\.' "$WORK/monitor-$ck" || true)"
+  # Without the background commands every replica's fan-out workers and Redis replicas send.
+  grep -viE '^[0-9.]* \[[^]]*\] "(xreadgroup|xautoclaim|replconf|cluster|info|monitor)"' \
+    "$WORK/monitor-$ck" >"$WORK/monitor-$ck.own" || true
+  LUA_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* lua\]' "$WORK/monitor-$ck.own" || true)"
+  CLIENT_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* 127\.' "$WORK/monitor-$ck.own" || true)"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -1223,7 +1244,8 @@ report="$WORK/report.md"
   echo "a read of its own (the fan-out workers' \`XREADGROUP\`/\`XAUTOCLAIM\` polling, \`REPLCONF\` from"
   echo "Redis replicas, \`CLUSTER\` slot map refreshes), are taken off the round trips and still shown"
   echo "among the commands. The client/Lua split comes from"
-  echo "\`redis-cli MONITOR\` during one more request (commands run inside \`EVALSHA\` show as \`lua\`)."
+  echo "\`redis-cli MONITOR\` during one more request (commands run inside \`EVALSHA\` show as \`lua\`;"
+  echo "the background commands above are left out of both)."
   echo
   echo "| request | round trips | limit | commands (all) | sent by the API | run in Lua | commands per request |"
   echo "|---|---:|---:|---:|---:|---:|---|"
@@ -1235,6 +1257,23 @@ report="$WORK/report.md"
       lim="-"
     fi
     echo "| \`${COUNT_NAME[$ck]}\` | ${RT[$ck]} | $lim | ${CMDS[$ck]} | ${CLIENT_CMDS[$ck]} | ${LUA_CMDS[$ck]} | ${CMD_MIX[$ck]:--} |"
+  done
+  echo
+  echo "## What a page of 20 articles costs"
+  echo
+  echo "The page requests on the direct replica (1 replica, 2 workers, single Redis), from the rows"
+  echo "above and two more rows measured the same way (the list without a token, and filtered by a"
+  echo "tag). Throughput is compared with \`GET /api/user\` of the first table; Redis commands are the"
+  echo "request's own (the table above without the background commands)."
+  echo
+  echo "| page | req/s | of \`GET /api/user\` | target >= 0.15 | API CPU µs/req | target <= 150 | Redis CPU µs/req | target <= 60 | Redis commands | target <= 45 |"
+  echo "|---|---:|---:|---|---:|---|---:|---|---:|---|"
+  for pk in list list-anon list-tag feed; do
+    row="$pk-direct"
+    share="$(ratio "${RPS[$row]}" "${RPS[user]}")"
+    share_verdict="-"
+    [[ $pk == list || $pk == feed ]] && share_verdict="$(verdict "$share" ">=" 0.15)"
+    echo "| \`${COUNT_NAME[$pk]}\` | $(fmt_rps "${RPS[$row]}") | $share | $share_verdict | ${CPU_APP[$row]} | $(verdict "${CPU_APP[$row]}" "<=" 150) | ${CPU_REDIS[$row]} | $(verdict "${CPU_REDIS[$row]}" "<=" 60) | ${OWN_CMDS[$pk]} | $(verdict "${OWN_CMDS[$pk]}" "<=" 45) |"
   done
   echo
   echo "## Growth: $SMALL vs $LARGE articles"
