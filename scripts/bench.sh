@@ -548,13 +548,14 @@ NGINX_PIDS=()
 # The other two page requests the page-cost targets cover, on the direct replica: the list
 # without a token, and filtered by a tag (with the reader's token).
 declare -a PAGE_EXTRA=(list-anon list-tag)
-declare -A PAGE_PATH=([list-anon]='/api/articles?limit=20' [list-tag]='/api/articles?tag=redis&limit=20')
+EP_PATH[list-anon]='/api/articles?limit=20'
+EP_PATH[list-tag]='/api/articles?tag=redis&limit=20'
 APP_PIDS=("${PID_OF[direct]}")
 for pk in "${PAGE_EXTRA[@]}"; do
   envs=(BENCH_MODE=get)
   [[ $pk == list-tag ]] && envs+=("BENCH_TOKEN=$READER_TOKEN")
   for ((r = 1; r <= ROUNDS; r++)); do
-    measure "$pk-direct#$r" "$API${PAGE_PATH[$pk]}" "${envs[@]}"
+    measure "$pk-direct#$r" "$API${EP_PATH[$pk]}" "${envs[@]}"
   done
   keep_best "$pk-direct"
 done
@@ -630,14 +631,15 @@ done
 # (REPLCONF) and the cluster client's slot map refreshes (CLUSTER ...); @fg and @fg:<port> are
 # the reads without them: the round trips of requests (and of the INFO calls, calibrated away).
 SNAP_PORTS=("$REDIS_PORT")
+BG_COMMANDS='xreadgroup|xautoclaim|replconf|cluster' # lower case, as INFO and MONITOR name them
 redis_snapshot() {
   local p
   for p in "${SNAP_PORTS[@]}"; do
     redis-cli -h 127.0.0.1 -p "$p" INFO all
-  done | tr -d '\r' | awk -F'[:,=]' '
+  done | tr -d '\r' | awk -F'[:,=]' -v bg="^($BG_COMMANDS)" '
     /^tcp_port:/ { port = $2 }
     /^cmdstat_/ { sub(/^cmdstat_/, "", $1); s[$1] += $3
-      if ($1 ~ /^(xreadgroup|xautoclaim|replconf|cluster)/) { s["@bg"] += $3; s["@bg:" port] += $3 } }
+      if ($1 ~ bg) { s["@bg"] += $3; s["@bg:" port] += $3 } }
     /^total_commands_processed:/ { s["@commands"] += $2; s["@commands:" port] = $2 }
     /^total_reads_processed:/ { s["@reads"] += $2; s["@reads:" port] = $2; ports[port] = 1 }
     END {
@@ -715,7 +717,7 @@ count() {
   RT[$key]="$(per @fg)"
   CMDS[$key]="$(per @commands)"
   # The request's own commands: all of them but the background ones (see redis_snapshot).
-  OWN_CMDS[$key]="$(awk -v a="$(per @commands)" -v b="$(per @bg)" 'BEGIN { printf "%.1f", a - b }')"
+  OWN_CMDS[$key]="$(awk -v a="${CMDS[$key]}" -v b="$(per @bg)" 'BEGIN { printf "%.1f", a - b }')"
   RT_MAX[$key]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
     $1 ~ /^@fg:/ { v = ($2 - c[$1]) / n; if (v > m) m = v } END { printf "%.1f", m }' "$WORK/cal" "$WORK/d")"
   CMD_MIX[$key]="$(awk -v n="$COUNT_REQS" 'NR == FNR { c[$1] = $2; next }
@@ -735,8 +737,8 @@ for ck in "${COUNT_KEYS[@]}"; do
   nap 0.3
   kill "$mon" 2>/dev/null || true
   wait "$mon" 2>/dev/null || true
-  # Without the background commands every replica's fan-out workers and Redis replicas send.
-  grep -viE '^[0-9.]* \[[^]]*\] "(xreadgroup|xautoclaim|replconf|cluster|info|monitor)"' \
+  # Without the background commands (and the snapshots' INFO and MONITOR itself).
+  grep -viE "^[0-9.]* \\[[^]]*\\] \"($BG_COMMANDS|info|monitor)\"" \
     "$WORK/monitor-$ck" >"$WORK/monitor-$ck.own" || true
   LUA_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* lua\]' "$WORK/monitor-$ck.own" || true)"
   CLIENT_CMDS[$ck]="$(grep -c '^[0-9.]* \[[0-9]* 127\.' "$WORK/monitor-$ck.own" || true)"
